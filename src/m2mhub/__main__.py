@@ -1,0 +1,3 @@
+from m2mhub.cli import main
+
+main()

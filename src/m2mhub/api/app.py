@@ -1,0 +1,78 @@
+"""The ASGI application: REST API, health and metrics around one Platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from m2mhub import __version__
+from m2mhub.api import errors, ingest, registry, telemetry
+from m2mhub.config import Settings
+from m2mhub.platform import Platform
+
+
+class PlatformCollector(Collector):
+    """Reads the platform's counters when Prometheus scrapes."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.platform
+        yield CounterMetricFamily(
+            "m2mhub_ingest_values", "Telemetry values newly stored", value=p.writer.rows_written
+        )
+        yield CounterMetricFamily(
+            "m2mhub_ingest_transactions",
+            "Telemetry write transactions",
+            value=p.writer.transactions,
+        )
+        yield CounterMetricFamily(
+            "m2mhub_ingest_rejected", "Payloads rejected as invalid", value=p.rejected
+        )
+        yield GaugeMetricFamily(
+            "m2mhub_bus_subscribers", "Live bus subscribers", value=p.bus.subscribers
+        )
+
+
+def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+    """The m2mhub web application; it owns ``platform``'s lifecycle."""
+    owned = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with owned:
+            yield
+
+    app = FastAPI(
+        title="m2mhub",
+        version=__version__,
+        description="Machine-to-machine platform: devices, telemetry, queries. "
+        "Authenticate with `Authorization: Bearer <API key>`; devices post with their token.",
+        lifespan=lifespan,
+    )
+    app.state.platform = owned
+    errors.install(app)
+    app.include_router(ingest.router)
+    app.include_router(registry.router)
+    app.include_router(telemetry.router)
+
+    metrics = CollectorRegistry()
+    metrics.register(PlatformCollector(owned))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, object]:
+        """Liveness and the schema version; 503 if the database does not answer."""
+        version = await owned.store.schema_version()
+        return {"status": "ok", "schema_version": version, "store": owned.store.backend}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type="text/plain; version=0.0.4")
+
+    return app

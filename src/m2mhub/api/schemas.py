@@ -1,0 +1,198 @@
+"""Request and response bodies of the REST API (pydantic, for validation and OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from m2mhub.core.values import Role, ValueType
+
+Scalar = float | int | bool | str
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeySpecIn(Strict):
+    key: str = Field(examples=["energy_kwh"])
+    type: ValueType = ValueType.NUMBER
+    unit: str | None = Field(None, examples=["kWh"])
+    description: str | None = None
+
+
+class DeviceTypeIn(Strict):
+    name: str = Field(examples=["meter"])
+    keys: list[KeySpecIn] = []
+    strict: bool = Field(False, description="Refuse keys that are not declared.")
+    report_interval_s: int = Field(60, description="Expected seconds between reports.")
+    retention_days: int | None = Field(None, description="Days of raw data kept; empty = tenant's.")
+
+
+class DeviceTypePatch(Strict):
+    keys: list[KeySpecIn] | None = None
+    strict: bool | None = None
+    report_interval_s: int | None = None
+    retention_days: int | None = None
+
+
+class DeviceTypeOut(BaseModel):
+    name: str
+    keys: list[KeySpecIn]
+    strict: bool
+    report_interval_s: int
+    retention_days: int | None
+    created: int
+
+
+class DeviceIn(Strict):
+    name: str = Field(examples=["m-001"])
+    type: str = Field(examples=["meter"])
+    id: str | None = Field(None, description="Device id; generated when empty.")
+    labels: dict[str, str] = {}
+
+
+class DeviceOut(BaseModel):
+    id: str
+    name: str
+    type: str
+    labels: dict[str, str]
+    created: int
+    last_seen: int | None
+    status: str
+
+
+class DeviceCreated(DeviceOut):
+    token: str = Field(description="The device's token. Shown once: store it now.")
+
+
+class DeviceList(BaseModel):
+    items: list[DeviceOut]
+    next_cursor: str | None
+
+
+class ImportResult(BaseModel):
+    created: int
+    devices: list[DeviceCreated]
+
+
+class TokenOut(BaseModel):
+    id: str
+    token: str
+
+
+class ApiKeyIn(Strict):
+    name: str
+    role: Role = Role.VIEWER
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    created: int
+    revoked: int | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The API key. Shown once: store it now.")
+
+
+class GroupIn(Strict):
+    name: str
+
+
+class GroupMembersIn(Strict):
+    add: list[str] = []
+    remove: list[str] = []
+
+
+class GroupOut(BaseModel):
+    name: str
+    created: int
+
+
+class AssetIn(Strict):
+    name: str = Field(examples=["generator-7"])
+    kind: str = Field("equipment", examples=["generator"])
+    properties: dict[str, Scalar] = {}
+
+
+class AssetOut(BaseModel):
+    name: str
+    kind: str
+    properties: dict[str, Any]
+    created: int
+
+
+class AssetList(BaseModel):
+    items: list[AssetOut]
+    next_cursor: str | None
+
+
+class AssignIn(Strict):
+    device: str
+    at: int | None = Field(None, description="From when (ms); now when empty.")
+
+
+class AssignmentOut(BaseModel):
+    device: str
+    from_ms: int
+    to_ms: int | None
+
+
+class RetentionIn(Strict):
+    retention_days: int | None
+
+
+class IngestResult(BaseModel):
+    accepted_readings: int
+    accepted_values: int
+
+
+class LatestValue(BaseModel):
+    ts: int
+    value: Scalar
+
+
+class PointOut(BaseModel):
+    ts: int
+    device: str
+    key: str
+    value: Scalar
+
+
+class HistoryPage(BaseModel):
+    items: list[PointOut]
+    next_cursor: str | None
+
+
+class BucketOut(BaseModel):
+    ts: int
+    min: float | None = None
+    max: float | None = None
+    avg: float | None = None
+    sum: float | None = None
+    count: int | None = None
+    first: float | None = None
+    last: float | None = None
+
+
+class AggregateOut(BaseModel):
+    key: str
+    bucket_ms: int
+    buckets: list[BucketOut]
+
+
+class DeviceLatest(BaseModel):
+    device: str
+    status: str
+    last_seen: int | None
+    values: dict[str, LatestValue]
+
+
+class StatusSummary(BaseModel):
+    online: int
+    offline: int
+    never_seen: int

@@ -1,0 +1,1 @@
+"""Credentials: API keys for people and systems, tokens for devices, passwords."""

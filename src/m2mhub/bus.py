@@ -1,0 +1,90 @@
+"""The in-process event bus: typed events to subscribers that must not slow ingest.
+
+Each subscriber has a bounded queue. When it falls behind and its queue is
+full, the oldest events are dropped for it alone and counted in ``dropped``,
+so a slow console tab never holds up a device's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+
+from m2mhub.core.values import Value
+
+
+class ReadingsStored(msgspec.Struct, frozen=True, tag="readings_stored"):
+    """Readings of one device were committed to the store."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    readings: list[tuple[int, dict[str, Value]]]
+
+
+class AttributesReported(msgspec.Struct, frozen=True, tag="attributes_reported"):
+    """A device reported attributes (its own state)."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    ts: int
+    attributes: dict[str, Any]
+
+
+Event = ReadingsStored | AttributesReported
+
+
+class Subscription:
+    """A bounded queue of events for one subscriber."""
+
+    def __init__(self, maxsize: int, tenant_id: int | None) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.tenant_id = tenant_id
+        self.dropped = 0
+
+    def offer(self, event: Event) -> None:
+        if self.tenant_id is not None and event.tenant_id != self.tenant_id:
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    @property
+    def lag(self) -> int:
+        return self.queue.qsize()
+
+
+class Bus:
+    """Publish/subscribe within one process."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+
+    def publish(self, event: Event) -> None:
+        for subscription in self._subscriptions:
+            subscription.offer(event)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, *, maxsize: int = 1000, tenant_id: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """A subscription that lasts as long as the ``async with`` block."""
+        subscription = Subscription(maxsize, tenant_id)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)

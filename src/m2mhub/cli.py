@@ -1,0 +1,429 @@
+"""The ``m2mhub`` command line: run the platform, manage tenants, keys, types and devices.
+
+Management commands work directly on the configured database
+(``M2MHUB_DATABASE_URL`` or the SQLite file in ``M2MHUB_DATA_DIR``), so they
+run on the platform's host with or without the server running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from m2mhub.config import Settings, load_settings
+from m2mhub.core.errors import M2MHubError
+from m2mhub.core.values import Role, ValueType
+from m2mhub.platform import Platform
+from m2mhub.registry.service import ImportRejected, Registry, parse_labels
+from m2mhub.store import Store, open_store
+from m2mhub.store.models import KeySpec
+
+T = TypeVar("T")
+
+app = typer.Typer(help="m2mhub: a machine-to-machine platform.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants: isolated fleets with their own users and keys.")
+key_app = typer.Typer(help="API keys for people and systems.")
+type_app = typer.Typer(help="Device types: keys, units, report interval.")
+device_app = typer.Typer(help="Devices and their tokens.")
+db_app = typer.Typer(help="The database: migrations and jobs.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="apikey")
+app.add_typer(type_app, name="type")
+app.add_typer(device_app, name="device")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+TenantOpt = Annotated[
+    str, typer.Option("--tenant", "-t", envvar="M2MHUB_TENANT", help="Tenant slug.")
+]
+
+
+def main() -> None:
+    """Entry point of the ``m2mhub`` script."""
+    app()
+
+
+def _run(work: Callable[[Store, Registry], Awaitable[T]]) -> T:
+    """Open the configured store, run ``work``, and report m2mhub errors plainly."""
+    settings = load_settings()
+
+    async def go() -> T:
+        async with open_store(settings.resolved_database_url()) as store:
+            return await work(store, Registry(store, offline_factor=settings.offline_factor))
+
+    try:
+        return asyncio.run(go())
+    except ImportRejected as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        for e in exc.errors:
+            err.print(f"  row {e.row}, {e.field}: {e.message}")
+        raise typer.Exit(2) from None
+    except M2MHubError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+# -- running -------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    roles: Annotated[str | None, typer.Option(help="api, scheduler or all.")] = None,
+) -> None:
+    """Run the platform (REST API, ingest and background jobs) until stopped."""
+    from m2mhub.api.app import create_app
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, "roles": roles}.items() if v
+    }
+    settings = load_settings(**overrides)
+    _logging(settings)
+    out.print(f"m2mhub on http://{settings.host}:{settings.port}  (store: {_safe_url(settings)})")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the demo server.")] = 8080,
+    interval: Annotated[float, typer.Option(help="Seconds between device reports.")] = 5.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated fleet.")] = 1,
+) -> None:
+    """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
+    settings = load_settings(port=port)
+    _logging(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_demo(settings, interval, duration, seed))
+    out.print("demo stopped; run it again to resume with the same data")
+
+
+async def _demo(settings: Settings, interval: float, duration: float | None, seed: int) -> None:
+    from m2mhub import demo as demo_setup
+    from m2mhub.api.app import create_app
+    from m2mhub.sim.http_fleet import HttpFleet, SimDevice
+
+    platform = Platform(settings)
+    api = create_app(settings, platform=platform)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving
+            raise M2MHubError(f"the server could not start on port {settings.port}")
+        await asyncio.sleep(0.05)
+    credentials = await demo_setup.prepare(
+        platform, settings.data_dir, report_interval_s=max(1, int(interval))
+    )
+    rng = random.Random(seed)
+    devices = [
+        SimDevice(device_id, token, demo_setup.model_for(device_id, rng))
+        for device_id, token in sorted(credentials.tokens.items())
+    ]
+    url = f"http://{settings.host}:{settings.port}"
+    first_id, first_token = next(iter(sorted(credentials.tokens.items())))
+    out.print(
+        f"\n[bold green]m2mhub demo[/bold green] running at [bold]{url}[/bold]"
+        f"  (API docs: {url}/docs)"
+    )
+    out.print(f"store: {_safe_url(settings)}")
+    out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
+    out.print(f"device [bold]{first_id}[/bold] token: [bold]{first_token}[/bold]")
+    out.print(f"{len(devices)} simulated devices post every {interval:g} s. Try:")
+    out.print(f"  curl -H 'Authorization: Bearer {credentials.admin_key}' {url}/api/v1/latest")
+    out.print(
+        f"  curl -H 'Authorization: Bearer {first_token}' -d '{{\"temperature_c\": 22.5}}' "
+        f"{url}/api/v1/devices/{first_id}/telemetry"
+    )
+    out.print("Ctrl-C stops.\n")
+    fleet = asyncio.create_task(HttpFleet(url, devices, interval_s=interval).run())
+    try:
+        if duration is None:
+            await asyncio.wait([fleet, serving], return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.wait(
+                [fleet, serving], timeout=duration, return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        fleet.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fleet
+        server.should_exit = True
+        await serving
+        sent = sum(d.sent for d in devices)
+        failed = sum(d.failed for d in devices)
+        out.print(f"fleet sent {sent} reports, {failed} failed")
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    if "@" in url and ":" in url.split("@")[0].split("//")[-1]:
+        scheme, rest = url.split("//", 1)
+        creds, host = rest.split("@", 1)
+        return f"{scheme}//{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+# -- database ------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Bring the database schema up to date (the server also does this at start)."""
+
+    async def work(store: Store, registry: Registry) -> int:
+        return await store.schema_version()
+
+    out.print(f"schema version {_run(work)}")
+
+
+@db_app.command("rollups")
+def db_rollups() -> None:
+    """Compute pending rollups now."""
+
+    async def work(store: Store, registry: Registry) -> int:
+        total = 0
+        while done := await store.refresh_rollups(limit=500):
+            total += done
+        return total
+
+    out.print(f"recomputed {_run(work)} device-hours")
+
+
+# -- tenants and keys ----------------------------------------------------------------------
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    admin_key: Annotated[bool, typer.Option(help="Also create an admin API key.")] = True,
+) -> None:
+    """Create a tenant (and, by default, its first admin API key)."""
+
+    async def work(store: Store, registry: Registry) -> str | None:
+        tenant = await registry.create_tenant(slug, name)
+        if admin_key:
+            _, key = await registry.create_api_key(tenant.id, "admin", Role.ADMIN)
+            return key
+        return None
+
+    key = _run(work)
+    out.print(f"tenant [bold]{slug}[/bold] created")
+    if key:
+        out.print(f"admin API key (shown once): [bold]{key}[/bold]")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants."""
+
+    async def work(store: Store, registry: Registry) -> list[Any]:
+        return await store.list_tenants()
+
+    table = Table("slug", "name", "retention (days)")
+    for t in _run(work):
+        table.add_row(t.slug, t.name, str(t.retention_days or "all"))
+    out.print(table)
+
+
+@key_app.command("create")
+def key_create(
+    tenant: TenantOpt = "default",
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    role: Annotated[Role, typer.Option(help="viewer, operator or admin.")] = Role.VIEWER,
+) -> None:
+    """Create an API key; it is printed once."""
+
+    async def work(store: Store, registry: Registry) -> str:
+        t = await registry.tenant(tenant)
+        _, key = await registry.create_api_key(t.id, name, role)
+        return key
+
+    out.print(_run(work))
+
+
+# -- device types --------------------------------------------------------------------------
+
+
+def _parse_key_spec(text: str) -> KeySpec:
+    """``name[:type[:unit]]``, e.g. ``temperature:number:°C``."""
+    parts = text.split(":", 2)
+    try:
+        value_type = ValueType(parts[1]) if len(parts) > 1 and parts[1] else ValueType.NUMBER
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: type must be number, bool or string", param_hint="--key"
+        ) from None
+    return KeySpec(parts[0], value_type, parts[2] if len(parts) > 2 else None)
+
+
+@type_app.command("create")
+def type_create(
+    name: str,
+    tenant: TenantOpt = "default",
+    key: Annotated[list[str] | None, typer.Option(help="name[:type[:unit]], repeatable.")] = None,
+    interval: Annotated[int, typer.Option(help="Expected seconds between reports.")] = 60,
+    strict: Annotated[bool, typer.Option(help="Refuse undeclared keys.")] = False,
+    retention_days: Annotated[int | None, typer.Option(help="Days of raw data kept.")] = None,
+) -> None:
+    """Declare a device type."""
+    specs = [_parse_key_spec(k) for k in key or []]
+
+    async def work(store: Store, registry: Registry) -> None:
+        t = await registry.tenant(tenant)
+        await registry.create_device_type(
+            t.id,
+            name,
+            specs,
+            strict=strict,
+            report_interval_s=interval,
+            retention_days=retention_days,
+        )
+
+    _run(work)
+    out.print(f"device type [bold]{name}[/bold] created")
+
+
+@type_app.command("list")
+def type_list(tenant: TenantOpt = "default") -> None:
+    """List device types."""
+
+    async def work(store: Store, registry: Registry) -> list[Any]:
+        return await store.list_device_types((await registry.tenant(tenant)).id)
+
+    table = Table("name", "keys", "interval (s)", "strict", "retention (days)")
+    for t in _run(work):
+        keys = ", ".join(f"{k.key}{f' [{k.unit}]' if k.unit else ''}" for k in t.keys)
+        table.add_row(
+            t.name,
+            keys,
+            str(t.report_interval_s),
+            "yes" if t.strict else "no",
+            str(t.retention_days or "-"),
+        )
+    out.print(table)
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+@device_app.command("create")
+def device_create(
+    type: Annotated[str, typer.Option("--type", help="Device type name.")],
+    name: Annotated[str, typer.Option(help="Device name, unique in the tenant.")],
+    tenant: TenantOpt = "default",
+    id: Annotated[
+        str | None, typer.Option("--id", help="Device id; generated when absent.")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+) -> None:
+    """Create a device and print its token (shown once)."""
+    labels = parse_labels(";".join(label or []))
+
+    async def work(store: Store, registry: Registry) -> tuple[str, str]:
+        t = await registry.tenant(tenant)
+        device, token = await registry.create_device(
+            t.id, type_name=type, name=name, device_id=id, labels=labels
+        )
+        return device.id, token
+
+    device_id, token = _run(work)
+    out.print(f"device id: [bold]{device_id}[/bold]")
+    out.print(f"token (shown once): [bold]{token}[/bold]")
+
+
+@device_app.command("list")
+def device_list(
+    tenant: TenantOpt = "default",
+    type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """List devices with their status."""
+
+    async def work(store: Store, registry: Registry) -> list[tuple[str, str, str, str]]:
+        t = await registry.tenant(tenant)
+        types = {dt.id: dt for dt in await store.list_device_types(t.id)}
+        type_id = (await store.get_device_type(t.id, name=type)).id if type else None
+        rows = []
+        for d in await store.list_devices(t.id, type_id=type_id, limit=limit):
+            rows.append(
+                (d.id, d.name, types[d.type_id].name, registry.status(d, types[d.type_id]).value)
+            )
+        return rows
+
+    table = Table("id", "name", "type", "status")
+    for row in _run(work):
+        table.add_row(*row)
+    out.print(table)
+
+
+@device_app.command("rotate-token")
+def device_rotate(device_id: str, tenant: TenantOpt = "default") -> None:
+    """Issue a new token for a device; the old one stops working."""
+
+    async def work(store: Store, registry: Registry) -> str:
+        return await registry.rotate_token((await registry.tenant(tenant)).id, device_id)
+
+    out.print(f"new token (shown once): [bold]{_run(work)}[/bold]")
+
+
+@device_app.command("import")
+def device_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns name,type[,id,labels].")],
+    tenant: TenantOpt = "default",
+    tokens: Annotated[
+        Path, typer.Option(help="Where to write id,name,token of the new devices.")
+    ] = Path("device-tokens.csv"),
+) -> None:
+    """Create many devices from a CSV file: all rows or, on any error, none."""
+    if not file.is_file():
+        err.print(f"[red]error:[/red] file: {file} does not exist")
+        raise typer.Exit(2)
+    text = file.read_text(encoding="utf-8-sig")
+
+    async def work(store: Store, registry: Registry) -> list[tuple[str, str, str]]:
+        created = await registry.import_devices_csv((await registry.tenant(tenant)).id, text)
+        return [(d.id, d.name, token) for d, token in created]
+
+    with out.status(f"importing {file} ..."):
+        rows = _run(work)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "name", "token"])
+    writer.writerows(rows)
+    tokens.write_text(buffer.getvalue())
+    tokens.chmod(0o600)
+    out.print(f"imported {len(rows)} devices; their tokens are in {tokens}")

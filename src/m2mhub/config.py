@@ -1,0 +1,82 @@
+"""Settings: environment variables ``M2MHUB_*`` over an optional TOML file.
+
+The TOML file is named by ``M2MHUB_CONFIG`` (default ``m2mhub.toml`` in the
+working directory, if present). Keys are the field names below, lower case.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="M2MHUB_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the SQLite file and state live.")
+    database_url: str = Field(
+        "",
+        description="sqlite:///path/to/file.db or postgresql://user@host:5432/db; "
+        "empty means a SQLite file in data_dir.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    roles: str = Field(
+        "all", description="Comma-separated roles this process runs: api, scheduler or all."
+    )
+    max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
+    max_batch_readings: int = Field(10_000, description="Most readings in one posted batch.")
+    max_string_length: int = Field(1024, description="Longest accepted string value.")
+    future_tolerance_s: int = Field(
+        300, description="How far in the future a reading's timestamp may be (clock skew)."
+    )
+    rollup_interval_s: float = Field(5.0, description="How often pending rollups are computed.")
+    retention_interval_s: float = Field(3600.0, description="How often retention runs.")
+    rollup_1m_retention_days: int = Field(90, description="Days of 1-minute rollups kept.")
+    rollup_1h_retention_days: int = Field(0, description="Days of 1-hour rollups kept; 0 = all.")
+    offline_factor: float = Field(
+        2.0, description="A device is offline after this many report intervals of silence."
+    )
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("M2MHUB_CONFIG", "m2mhub.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'm2mhub.db'}"
+
+    def role_set(self) -> set[str]:
+        """The roles this process runs."""
+        roles = {r.strip() for r in self.roles.split(",") if r.strip()}
+        return {"api", "scheduler"} if "all" in roles else roles
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and TOML file, with explicit overrides on top."""
+    return Settings(**overrides)

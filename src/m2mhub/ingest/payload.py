@@ -1,0 +1,152 @@
+"""Telemetry and attribute payloads, shared by every transport.
+
+Three shapes are accepted (docs/devices.md):
+
+- ``{"ts": 1732400000000, "values": {"temp": 21.5}}``: one reading;
+- ``{"temp": 21.5, "on": true}``: a bare object, timestamped on arrival
+  (a ``"ts"`` member, if present, is taken as the timestamp);
+- a JSON array of either, for store-and-forward batches.
+
+A payload is accepted whole or rejected whole: the first problem is reported
+with the path of the field at fault, e.g. ``[3].values.temp``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from m2mhub.core.errors import PayloadError
+from m2mhub.core.values import Value
+from m2mhub.registry.naming import TELEMETRY_KEY
+
+#: Timestamps before 2000-01-01 are refused: almost always seconds sent as ms.
+MIN_TS_MS: Final = 946_684_800_000
+
+_decoder = msgspec.json.Decoder()
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Bounds on what a single payload may hold."""
+
+    max_readings: int = 10_000
+    max_string: int = 1024
+    max_values: int = 1000
+    future_tolerance_ms: int = 300_000
+
+
+def _decode(body: bytes) -> Any:
+    if not body.strip():
+        raise PayloadError("the body is empty; send a JSON object or array", field="body")
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:  # e.g. numbers out of float range
+        raise PayloadError(f"invalid JSON value: {exc}", field="body") from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"malformed JSON: {exc}", field="body") from None
+
+
+def _check_ts(ts: Any, path: str, now: int, limits: Limits) -> int:
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise PayloadError(f"{path}: must be an integer (UTC milliseconds since 1970)", field=path)
+    if ts < MIN_TS_MS:
+        raise PayloadError(
+            f"{path}: {ts} is before the year 2000; send milliseconds, not seconds", field=path
+        )
+    if ts > now + limits.future_tolerance_ms:
+        raise PayloadError(
+            f"{path}: {ts} is more than {limits.future_tolerance_ms // 1000} s in the future; "
+            "check the device clock",
+            field=path,
+        )
+    return ts
+
+
+def _check_values(values: Any, path: str, limits: Limits) -> dict[str, Value]:
+    if not isinstance(values, dict):
+        raise PayloadError(f"{path}: must be an object of key: value", field=path)
+    if not values:
+        raise PayloadError(f"{path}: holds no values", field=path)
+    if len(values) > limits.max_values:
+        raise PayloadError(f"{path}: more than {limits.max_values} values", field=path)
+    for key, value in values.items():
+        if not TELEMETRY_KEY.match(key):
+            raise PayloadError(
+                f"{path}.{key}: invalid key; use letters, digits, '_', '.', '-' (max 64)",
+                field=f"{path}.{key}",
+            )
+        if isinstance(value, str):
+            if len(value) > limits.max_string:
+                raise PayloadError(
+                    f"{path}.{key}: string longer than {limits.max_string} characters",
+                    field=f"{path}.{key}",
+                )
+        elif not isinstance(value, int | float):  # bool is an int
+            raise PayloadError(
+                f"{path}.{key}: must be a number, true/false or a string, not {_json_type(value)}",
+                field=f"{path}.{key}",
+            )
+    return values
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _one_reading(item: Any, path: str, now: int, limits: Limits) -> tuple[int, dict[str, Value]]:
+    if not isinstance(item, dict):
+        raise PayloadError(f"{path or 'body'}: must be a JSON object", field=path or "body")
+    prefix = f"{path}." if path else ""
+    if "values" in item and isinstance(item["values"], dict):
+        extra = set(item) - {"ts", "values"}
+        if extra:
+            name = sorted(extra)[0]
+            raise PayloadError(
+                f"{prefix}{name}: unexpected member beside ts and values", field=f"{prefix}{name}"
+            )
+        ts = _check_ts(item["ts"], f"{prefix}ts", now, limits) if "ts" in item else now
+        return ts, _check_values(item["values"], f"{prefix}values", limits)
+    if "ts" in item:
+        ts = _check_ts(item["ts"], f"{prefix}ts", now, limits)
+        values = {k: v for k, v in item.items() if k != "ts"}
+    else:
+        ts, values = now, item
+    return ts, _check_values(values, path or "body", limits)
+
+
+def parse_telemetry(
+    body: bytes, *, now: int, limits: Limits = Limits()
+) -> list[tuple[int, dict[str, Value]]]:
+    """Decode and check a telemetry payload -> [(ts, values)], or :class:`PayloadError`."""
+    data = _decode(body)
+    if isinstance(data, list):
+        if not data:
+            raise PayloadError("the batch is empty", field="body")
+        if len(data) > limits.max_readings:
+            raise PayloadError(
+                f"the batch has {len(data)} readings; "
+                f"send at most {limits.max_readings} per request",
+                field="body",
+            )
+        return [_one_reading(item, f"[{i}]", now, limits) for i, item in enumerate(data)]
+    return [_one_reading(data, "", now, limits)]
+
+
+def parse_attributes(body: bytes, *, limits: Limits = Limits()) -> dict[str, Any]:
+    """Decode a reported-attributes object: keys as for telemetry, values any JSON."""
+    data = _decode(body)
+    if not isinstance(data, dict) or not data:
+        raise PayloadError("attributes must be a non-empty JSON object", field="body")
+    if len(data) > limits.max_values:
+        raise PayloadError(f"more than {limits.max_values} attributes", field="body")
+    for key in data:
+        if not TELEMETRY_KEY.match(key):
+            raise PayloadError(f"{key}: invalid attribute name", field=key)
+    return data

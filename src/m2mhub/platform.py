@@ -1,0 +1,129 @@
+"""The running platform: store, registry, ingest, bus and periodic jobs, owned together.
+
+``async with Platform(settings) as platform:`` opens the store, migrates it,
+starts the batch writer and (for the scheduler role) the rollup and retention
+jobs, and stops them all on exit, writing whatever was queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from m2mhub.bus import AttributesReported, Bus, ReadingsStored
+from m2mhub.config import Settings
+from m2mhub.core.timeutil import now_ms
+from m2mhub.ingest.batching import BatchWriter
+from m2mhub.ingest.payload import Limits
+from m2mhub.ingest.pipeline import IngestBatch, Pipeline, check_device_type
+from m2mhub.registry.service import Registry
+from m2mhub.store import Store, open_store
+from m2mhub.store.models import Device
+
+log = logging.getLogger(__name__)
+
+
+class Platform:
+    """Everything one m2mhub process runs, with an explicit lifecycle."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.resolved_database_url())
+        self.registry = Registry(self.store, offline_factor=settings.offline_factor)
+        self.bus = Bus()
+        self.writer = BatchWriter(self.store)
+        self.limits = Limits(
+            max_readings=settings.max_batch_readings,
+            max_string=settings.max_string_length,
+            future_tolerance_ms=settings.future_tolerance_s * 1000,
+        )
+        self.pipeline = Pipeline([check_device_type, self._write, self._publish])
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._jobs: list[asyncio.Task[None]] = []
+        self.rejected = 0
+
+    async def __aenter__(self) -> Platform:
+        await self.store.open()
+        await self.store.migrate()
+        await self.writer.start()
+        if "scheduler" in self.settings.role_set():
+            self._jobs = [
+                asyncio.create_task(self._every(self.settings.rollup_interval_s, self.run_rollups)),
+                asyncio.create_task(
+                    self._every(self.settings.retention_interval_s, self.run_retention)
+                ),
+            ]
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        await self.writer.stop()
+        await self.store.close()
+
+    # -- ingest stages owned by the platform --------------------------------------
+
+    async def _write(self, batch: IngestBatch) -> IngestBatch:
+        pk = batch.device.pk
+        await self.writer.write(
+            [(pk, ts, values) for ts, values in batch.readings], arrival_ms=batch.arrival_ms
+        )
+        batch.stored = sum(len(values) for _, values in batch.readings)
+        return batch
+
+    async def _publish(self, batch: IngestBatch) -> IngestBatch:
+        self.bus.publish(
+            ReadingsStored(batch.device.tenant_id, batch.device.pk, batch.device.id, batch.readings)
+        )
+        return batch
+
+    async def ingest(self, batch: IngestBatch) -> IngestBatch | None:
+        """Run a parsed batch through the pipeline; returns once it is stored."""
+        return await self.pipeline.submit(batch)
+
+    async def report_attributes(self, device: Device, attributes: dict[str, Any]) -> None:
+        """Store attributes a device reported about itself and announce them."""
+        ts = now_ms()
+        await self.store.write_attributes(device.pk, ts, attributes)
+        self.bus.publish(AttributesReported(device.tenant_id, device.pk, device.id, ts, attributes))
+
+    # -- periodic jobs ----------------------------------------------------------------
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+    async def run_rollups(self) -> int:
+        """Recompute pending rollups (pending hours are marked by ingest)."""
+        total = 0
+        while done := await self.store.refresh_rollups(limit=500):
+            total += done
+        return total
+
+    async def run_retention(self) -> dict[str, int] | None:
+        """Apply retention once across all processes (guarded by a lease)."""
+        interval_ms = int(self.settings.retention_interval_s * 1000)
+        if not await self.store.try_lease("retention", self.holder, interval_ms):
+            return None
+        deleted = await self.store.apply_retention(
+            now=now_ms(),
+            rollup_1m_days=self.settings.rollup_1m_retention_days,
+            rollup_1h_days=self.settings.rollup_1h_retention_days,
+        )
+        log.info("retention deleted %s", deleted)
+        return deleted

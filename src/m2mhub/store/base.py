@@ -1,0 +1,990 @@
+"""The ``Store``: one interface over SQLite and PostgreSQL.
+
+Everything above the store (ingest, API, CLI) talks to this class only. The
+SQL here is shared by both backends; a backend supplies connections,
+transactions, the bulk telemetry write and its migrations.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from m2mhub.core.errors import ConflictError, NotFoundError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.core.values import Role, Value
+from m2mhub.store.models import (
+    ApiKey,
+    Asset,
+    Assignment,
+    Bucket,
+    Device,
+    DeviceType,
+    Group,
+    KeySpec,
+    Point,
+    Tenant,
+    User,
+)
+
+MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 3_600_000
+
+Row = tuple[Any, ...]
+#: (device_pk, ts, key_id, num, str, bool): one telemetry row.
+TelemetryRow = tuple[int, int, int, float | None, str | None, bool | None]
+
+
+class Tx(Protocol):
+    """A transaction: statements run on one connection and commit together."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+
+
+class TelemetryBatch(msgspec.Struct):
+    """Rows ready for one bulk write, prepared by :meth:`Store.write_readings`."""
+
+    rows: list[TelemetryRow]
+    latest: list[TelemetryRow]
+    last_seen: list[tuple[int, int]]  # (device_pk, arrival ms)
+    pending_hours: list[tuple[int, int]]  # (device_pk, hour start ms)
+
+
+class Segment(msgspec.Struct, frozen=True):
+    """A device's data between two instants: a device alone, or one assignment of an asset."""
+
+    device_pk: int
+    start: int
+    end: int
+
+
+def split_value(value: Value) -> tuple[float | None, str | None, bool | None]:
+    """A value -> its (num, str, bool) columns; exactly one is set."""
+    if isinstance(value, bool):
+        return None, None, value
+    if isinstance(value, int | float):
+        return float(value), None, None
+    return None, value, None
+
+
+def join_value(num: float | None, text: str | None, flag: Any) -> Value:
+    """The inverse of :func:`split_value`."""
+    if num is not None:
+        return num
+    if text is not None:
+        return text
+    return bool(flag)
+
+
+def _ceil_to(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+class Store(abc.ABC):
+    """Registry, telemetry and rollups, behind one async interface."""
+
+    backend: str = "abstract"
+
+    def __init__(self) -> None:
+        self._key_ids: dict[str, int] = {}
+        self._key_names: dict[int, str] = {}
+
+    # -- what a backend provides ------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect; call :meth:`migrate` afterwards to bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection and thread."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply missing migrations; returns the versions applied."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int:
+        """The highest applied migration, 0 for an empty database."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A write transaction; commits on success, rolls back on error."""
+
+    @abc.abstractmethod
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read outside any write transaction."""
+
+    @abc.abstractmethod
+    async def _write_telemetry(self, batch: TelemetryBatch) -> int:
+        """Write one batch in one transaction; returns the rows newly inserted."""
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        await self.migrate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- tenants, users, API keys ----------------------------------------------
+
+    _TENANT = "SELECT id, slug, name, retention_days, created_ms FROM tenants"
+
+    async def create_tenant(self, slug: str, name: str) -> Tenant:
+        async with self.transaction() as tx:
+            if await tx.fetchone("SELECT 1 FROM tenants WHERE slug = ?", (slug,)):
+                raise ConflictError(f"tenant {slug!r} already exists", field="slug")
+            row = await tx.fetchone(
+                "INSERT INTO tenants (slug, name, created_ms) VALUES (?, ?, ?) "
+                "RETURNING id, slug, name, retention_days, created_ms",
+                (slug, name, now_ms()),
+            )
+        assert row is not None
+        return Tenant(*row)
+
+    async def get_tenant(self, slug: str) -> Tenant | None:
+        row = await self._fetchone(f"{self._TENANT} WHERE slug = ?", (slug,))
+        return Tenant(*row) if row else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        return [Tenant(*r) for r in await self._fetchall(f"{self._TENANT} ORDER BY id")]
+
+    async def set_tenant_retention(self, tenant_id: int, days: int | None) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE tenants SET retention_days = ? WHERE id = ?", (days, tenant_id)
+            )
+
+    async def create_user(
+        self, tenant_id: int, email: str, role: Role, password_hash: str | None
+    ) -> User:
+        async with self.transaction() as tx:
+            if await tx.fetchone(
+                "SELECT 1 FROM users WHERE tenant_id = ? AND email = ?", (tenant_id, email)
+            ):
+                raise ConflictError(f"user {email!r} already exists", field="email")
+            row = await tx.fetchone(
+                "INSERT INTO users (tenant_id, email, role, password_hash, created_ms) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (tenant_id, email, role.value, password_hash, now_ms()),
+            )
+        assert row is not None
+        user = await self.get_user(tenant_id, email)
+        assert user is not None
+        return user
+
+    async def get_user(self, tenant_id: int, email: str) -> User | None:
+        row = await self._fetchone(
+            "SELECT id, tenant_id, email, role, password_hash, created_ms FROM users "
+            "WHERE tenant_id = ? AND email = ?",
+            (tenant_id, email),
+        )
+        return User(row[0], row[1], row[2], Role(row[3]), row[4], row[5]) if row else None
+
+    _API_KEY = "SELECT id, tenant_id, name, role, secret_hash, created_ms, revoked_ms FROM api_keys"
+
+    async def create_api_key(
+        self, key_id: str, tenant_id: int, name: str, role: Role, secret_hash: str
+    ) -> ApiKey:
+        created = now_ms()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, tenant_id, name, role.value, secret_hash, created),
+            )
+        return ApiKey(key_id, tenant_id, name, role, secret_hash, created, None)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = await self._fetchone(f"{self._API_KEY} WHERE id = ?", (key_id,))
+        return _api_key(row) if row else None
+
+    async def list_api_keys(self, tenant_id: int) -> list[ApiKey]:
+        rows = await self._fetchall(
+            f"{self._API_KEY} WHERE tenant_id = ? ORDER BY created_ms", (tenant_id,)
+        )
+        return [_api_key(r) for r in rows]
+
+    async def revoke_api_key(self, tenant_id: int, key_id: str) -> None:
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND tenant_id = ? "
+                "AND revoked_ms IS NULL",
+                (now_ms(), key_id, tenant_id),
+            )
+        if not changed:
+            raise NotFoundError(f"API key {key_id!r} not found or already revoked")
+
+    # -- device types ----------------------------------------------------------
+
+    _TYPE = (
+        "SELECT id, tenant_id, name, keys, strict, report_interval_s, retention_days, "
+        "created_ms FROM device_types"
+    )
+
+    async def create_device_type(
+        self,
+        tenant_id: int,
+        name: str,
+        keys: Sequence[KeySpec],
+        *,
+        strict: bool,
+        report_interval_s: int,
+        retention_days: int | None,
+    ) -> DeviceType:
+        async with self.transaction() as tx:
+            if await tx.fetchone(
+                "SELECT 1 FROM device_types WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            ):
+                raise ConflictError(f"device type {name!r} already exists", field="name")
+            row = await tx.fetchone(
+                "INSERT INTO device_types (tenant_id, name, keys, strict, report_interval_s, "
+                "retention_days, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    tenant_id,
+                    name,
+                    msgspec.json.encode(list(keys)).decode(),
+                    strict,
+                    report_interval_s,
+                    retention_days,
+                    now_ms(),
+                ),
+            )
+        assert row is not None
+        return await self.get_device_type(tenant_id, type_id=row[0])
+
+    async def update_device_type(
+        self,
+        tenant_id: int,
+        type_id: int,
+        *,
+        keys: Sequence[KeySpec],
+        strict: bool,
+        report_interval_s: int,
+        retention_days: int | None,
+    ) -> DeviceType:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE device_types SET keys = ?, strict = ?, report_interval_s = ?, "
+                "retention_days = ? WHERE id = ? AND tenant_id = ?",
+                (
+                    msgspec.json.encode(list(keys)).decode(),
+                    strict,
+                    report_interval_s,
+                    retention_days,
+                    type_id,
+                    tenant_id,
+                ),
+            )
+        return await self.get_device_type(tenant_id, type_id=type_id)
+
+    async def get_device_type(
+        self, tenant_id: int, *, name: str | None = None, type_id: int | None = None
+    ) -> DeviceType:
+        if type_id is not None:
+            row = await self._fetchone(
+                f"{self._TYPE} WHERE tenant_id = ? AND id = ?", (tenant_id, type_id)
+            )
+        else:
+            row = await self._fetchone(
+                f"{self._TYPE} WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            )
+        if row is None:
+            raise NotFoundError(f"device type {name or type_id!r} not found", field="type")
+        return _device_type(row)
+
+    async def list_device_types(self, tenant_id: int) -> list[DeviceType]:
+        rows = await self._fetchall(f"{self._TYPE} WHERE tenant_id = ? ORDER BY name", (tenant_id,))
+        return [_device_type(r) for r in rows]
+
+    # -- devices ---------------------------------------------------------------
+
+    _DEVICE = (
+        "SELECT pk, id, tenant_id, type_id, name, token_hash, created_ms, last_seen_ms, labels "
+        "FROM devices"
+    )
+
+    async def create_devices(
+        self, tenant_id: int, devices: Sequence[tuple[str, int, str, str, dict[str, str]]]
+    ) -> list[Device]:
+        """Create (id, type_id, name, token_hash, labels) rows, all or none."""
+        created = now_ms()
+        async with self.transaction() as tx:
+            for device_id, type_id, name, token_hash, labels in devices:
+                if await tx.fetchone("SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+                    raise ConflictError(f"device id {device_id!r} is taken", field="id")
+                if await tx.fetchone(
+                    "SELECT 1 FROM devices WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+                ):
+                    raise ConflictError(f"device name {name!r} is taken", field="name")
+                await tx.execute(
+                    "INSERT INTO devices (id, tenant_id, type_id, name, token_hash, labels, "
+                    "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        device_id,
+                        tenant_id,
+                        type_id,
+                        name,
+                        token_hash,
+                        msgspec.json.encode(labels).decode(),
+                        created,
+                    ),
+                )
+            ids = [d[0] for d in devices]
+            rows: list[Row] = []
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                rows += await tx.fetchall(f"{self._DEVICE} WHERE id IN ({marks})", chunk)
+        by_id = {r[1]: _device(r) for r in rows}
+        return [by_id[i] for i in ids]
+
+    async def get_device(self, device_id: str, *, tenant_id: int | None = None) -> Device:
+        """The device ``device_id``; with ``tenant_id``, only if it belongs to that tenant."""
+        row = await self._fetchone(f"{self._DEVICE} WHERE id = ?", (device_id,))
+        if row is None or (tenant_id is not None and row[2] != tenant_id):
+            raise NotFoundError(f"device {device_id!r} not found", field="device")
+        return _device(row)
+
+    async def devices_by_pk(self, pks: Sequence[int]) -> dict[int, Device]:
+        found: dict[int, Device] = {}
+        for chunk in _chunks(list(pks), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in await self._fetchall(f"{self._DEVICE} WHERE pk IN ({marks})", chunk):
+                found[row[0]] = _device(row)
+        return found
+
+    async def list_devices(
+        self,
+        tenant_id: int,
+        *,
+        type_id: int | None = None,
+        group_id: int | None = None,
+        name_prefix: str | None = None,
+        after_name: str | None = None,
+        limit: int = 100,
+    ) -> list[Device]:
+        """Devices ordered by name, a page at a time (``after_name`` is the cursor)."""
+        where, params = ["d.tenant_id = ?"], [tenant_id]
+        join = ""
+        if type_id is not None:
+            where.append("d.type_id = ?")
+            params.append(type_id)
+        if group_id is not None:
+            join = " JOIN group_members g ON g.device_pk = d.pk"
+            where.append("g.group_id = ?")
+            params.append(group_id)
+        if name_prefix:
+            where.append("d.name >= ? AND d.name < ?")
+            params += [name_prefix, name_prefix + "\uffff"]  # type: ignore[list-item]
+        if after_name is not None:
+            where.append("d.name > ?")
+            params.append(after_name)  # type: ignore[arg-type]
+        sql = (
+            "SELECT d.pk, d.id, d.tenant_id, d.type_id, d.name, d.token_hash, d.created_ms, "
+            f"d.last_seen_ms, d.labels FROM devices d{join} WHERE {' AND '.join(where)} "
+            f"ORDER BY d.name LIMIT {int(limit)}"
+        )
+        return [_device(r) for r in await self._fetchall(sql, params)]
+
+    async def device_pks(self, tenant_id: int, *, group_id: int | None = None) -> list[int]:
+        if group_id is None:
+            rows = await self._fetchall("SELECT pk FROM devices WHERE tenant_id = ?", (tenant_id,))
+        else:
+            rows = await self._fetchall(
+                "SELECT m.device_pk FROM group_members m JOIN devices d ON d.pk = m.device_pk "
+                "WHERE m.group_id = ? AND d.tenant_id = ?",
+                (group_id, tenant_id),
+            )
+        return [r[0] for r in rows]
+
+    async def device_id_for_token_hash(self, token_hash: str) -> str | None:
+        row = await self._fetchone("SELECT id FROM devices WHERE token_hash = ?", (token_hash,))
+        return str(row[0]) if row else None
+
+    async def set_device_token(self, device_pk: int, token_hash: str) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE devices SET token_hash = ? WHERE pk = ?", (token_hash, device_pk)
+            )
+
+    async def delete_device(self, device_pk: int) -> None:
+        """Delete a device and every value it sent."""
+        async with self.transaction() as tx:
+            for table in (
+                "telemetry",
+                "latest",
+                "attributes",
+                "rollup_1m",
+                "rollup_1h",
+                "rollup_pending",
+                "group_members",
+                "asset_assignments",
+            ):
+                await tx.execute(f"DELETE FROM {table} WHERE device_pk = ?", (device_pk,))
+            await tx.execute("DELETE FROM devices WHERE pk = ?", (device_pk,))
+
+    # -- groups ----------------------------------------------------------------
+
+    async def create_group(self, tenant_id: int, name: str) -> Group:
+        async with self.transaction() as tx:
+            if await tx.fetchone(
+                "SELECT 1 FROM groups WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            ):
+                raise ConflictError(f"group {name!r} already exists", field="name")
+            row = await tx.fetchone(
+                "INSERT INTO groups (tenant_id, name, created_ms) VALUES (?, ?, ?) "
+                "RETURNING id, tenant_id, name, created_ms",
+                (tenant_id, name, now_ms()),
+            )
+        assert row is not None
+        return Group(*row)
+
+    async def get_group(self, tenant_id: int, name: str) -> Group:
+        row = await self._fetchone(
+            "SELECT id, tenant_id, name, created_ms FROM groups WHERE tenant_id = ? AND name = ?",
+            (tenant_id, name),
+        )
+        if row is None:
+            raise NotFoundError(f"group {name!r} not found", field="group")
+        return Group(*row)
+
+    async def list_groups(self, tenant_id: int) -> list[Group]:
+        rows = await self._fetchall(
+            "SELECT id, tenant_id, name, created_ms FROM groups WHERE tenant_id = ? ORDER BY name",
+            (tenant_id,),
+        )
+        return [Group(*r) for r in rows]
+
+    async def set_group_members(
+        self, group_id: int, *, add: Sequence[int] = (), remove: Sequence[int] = ()
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO group_members (group_id, device_pk) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [(group_id, pk) for pk in add],
+            )
+            await tx.executemany(
+                "DELETE FROM group_members WHERE group_id = ? AND device_pk = ?",
+                [(group_id, pk) for pk in remove],
+            )
+
+    # -- assets ----------------------------------------------------------------
+
+    _ASSET = "SELECT id, tenant_id, name, kind, properties, created_ms FROM assets"
+
+    async def create_asset(
+        self, tenant_id: int, name: str, kind: str, properties: dict[str, Value]
+    ) -> Asset:
+        async with self.transaction() as tx:
+            if await tx.fetchone(
+                "SELECT 1 FROM assets WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            ):
+                raise ConflictError(f"asset {name!r} already exists", field="name")
+            await tx.execute(
+                "INSERT INTO assets (tenant_id, name, kind, properties, created_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (tenant_id, name, kind, msgspec.json.encode(properties).decode(), now_ms()),
+            )
+        return await self.get_asset(tenant_id, name)
+
+    async def get_asset(self, tenant_id: int, name: str) -> Asset:
+        row = await self._fetchone(
+            f"{self._ASSET} WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        if row is None:
+            raise NotFoundError(f"asset {name!r} not found", field="asset")
+        return _asset(row)
+
+    async def list_assets(
+        self, tenant_id: int, *, after_name: str | None = None, limit: int = 100
+    ) -> list[Asset]:
+        rows = await self._fetchall(
+            f"{self._ASSET} WHERE tenant_id = ? AND name > ? ORDER BY name LIMIT {int(limit)}",
+            (tenant_id, after_name or ""),
+        )
+        return [_asset(r) for r in rows]
+
+    async def assign_device(self, asset_id: int, device_pk: int, at_ms: int) -> Assignment:
+        """Assign a device to an asset from ``at_ms``, ending its previous assignment there."""
+        async with self.transaction() as tx:
+            open_rows = await tx.fetchall(
+                "SELECT id, asset_id, from_ms FROM asset_assignments "
+                "WHERE device_pk = ? AND to_ms IS NULL",
+                (device_pk,),
+            )
+            for assignment_id, current_asset, from_ms in open_rows:
+                if current_asset == asset_id:
+                    raise ConflictError("the device is already assigned to this asset")
+                if from_ms >= at_ms:
+                    raise ConflictError(
+                        "the device's current assignment starts after this time", field="at"
+                    )
+                await tx.execute(
+                    "UPDATE asset_assignments SET to_ms = ? WHERE id = ?", (at_ms, assignment_id)
+                )
+            row = await tx.fetchone(
+                "INSERT INTO asset_assignments (asset_id, device_pk, from_ms) VALUES (?, ?, ?) "
+                "RETURNING id, asset_id, device_pk, from_ms, to_ms",
+                (asset_id, device_pk, at_ms),
+            )
+        assert row is not None
+        return Assignment(*row)
+
+    async def unassign_device(self, asset_id: int, device_pk: int, at_ms: int) -> None:
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE asset_assignments SET to_ms = ? WHERE asset_id = ? AND device_pk = ? "
+                "AND to_ms IS NULL AND from_ms < ?",
+                (at_ms, asset_id, device_pk, at_ms),
+            )
+        if not changed:
+            raise NotFoundError("the device is not assigned to this asset", field="device")
+
+    async def assignments(self, asset_id: int) -> list[Assignment]:
+        rows = await self._fetchall(
+            "SELECT id, asset_id, device_pk, from_ms, to_ms FROM asset_assignments "
+            "WHERE asset_id = ? ORDER BY from_ms, id",
+            (asset_id,),
+        )
+        return [Assignment(*r) for r in rows]
+
+    # -- keys ------------------------------------------------------------------
+
+    async def key_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """Ids of telemetry key names, creating the unknown ones."""
+        names = set(names)
+        missing = [n for n in names if n not in self._key_ids]
+        if missing:
+            async with self.transaction() as tx:
+                await tx.executemany(
+                    "INSERT INTO keys (name) VALUES (?) ON CONFLICT DO NOTHING",
+                    [(n,) for n in missing],
+                )
+                for chunk in _chunks(missing, 500):
+                    marks = ",".join("?" * len(chunk))
+                    for key_id, name in await tx.fetchall(
+                        f"SELECT id, name FROM keys WHERE name IN ({marks})", chunk
+                    ):
+                        self._remember_key(name, key_id)
+        return {n: self._key_ids[n] for n in names}
+
+    async def known_key_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """Ids of the key names that exist; unknown names are left out."""
+        names = list(set(names))
+        missing = [n for n in names if n not in self._key_ids]
+        for chunk in _chunks(missing, 500):
+            marks = ",".join("?" * len(chunk))
+            for key_id, name in await self._fetchall(
+                f"SELECT id, name FROM keys WHERE name IN ({marks})", chunk
+            ):
+                self._remember_key(name, key_id)
+        return {n: self._key_ids[n] for n in names if n in self._key_ids}
+
+    async def key_name(self, key_id: int) -> str:
+        if key_id not in self._key_names:
+            for kid, name in await self._fetchall("SELECT id, name FROM keys"):
+                self._remember_key(name, kid)
+        return self._key_names[key_id]
+
+    def _remember_key(self, name: str, key_id: int) -> None:
+        self._key_ids[name] = key_id
+        self._key_names[key_id] = name
+
+    # -- telemetry writes --------------------------------------------------------
+
+    async def write_readings(
+        self,
+        readings: Sequence[tuple[int, int, dict[str, Value]]],
+        *,
+        arrival_ms: int | None = None,
+    ) -> int:
+        """Store (device_pk, ts, values) readings in one transaction.
+
+        Re-delivered values (same device, key and ts) are ignored: the first
+        write wins and raw data is never overwritten. Returns rows inserted.
+        """
+        if not readings:
+            return 0
+        arrival = arrival_ms if arrival_ms is not None else now_ms()
+        ids = await self.key_ids({k for _, _, values in readings for k in values})
+        rows: list[TelemetryRow] = []
+        latest: dict[tuple[int, int], TelemetryRow] = {}
+        hours: set[tuple[int, int]] = set()
+        seen: dict[int, int] = {}
+        for device_pk, ts, values in readings:
+            seen[device_pk] = arrival
+            hours.add((device_pk, ts - ts % HOUR_MS))
+            for key, value in values.items():
+                num, text, flag = split_value(value)
+                row = (device_pk, ts, ids[key], num, text, flag)
+                rows.append(row)
+                current = latest.get((device_pk, row[2]))
+                if current is None or current[1] <= ts:
+                    latest[(device_pk, row[2])] = row
+        batch = TelemetryBatch(
+            rows=rows,
+            latest=list(latest.values()),
+            last_seen=list(seen.items()),
+            pending_hours=sorted(hours),
+        )
+        return await self._write_telemetry(batch)
+
+    async def write_attributes(self, device_pk: int, ts: int, values: dict[str, Any]) -> None:
+        """Store device-reported attributes; an older report never replaces a newer one."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO attributes (device_pk, key, ts, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (device_pk, key) DO UPDATE SET ts = excluded.ts, "
+                "value = excluded.value WHERE excluded.ts >= attributes.ts",
+                [
+                    (device_pk, key, ts, msgspec.json.encode(value).decode())
+                    for key, value in values.items()
+                ],
+            )
+            await tx.execute(
+                "UPDATE devices SET last_seen_ms = ? WHERE pk = ? "
+                "AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
+                (now_ms(), device_pk, now_ms()),
+            )
+
+    async def attributes(self, device_pk: int) -> dict[str, tuple[int, Any]]:
+        rows = await self._fetchall(
+            "SELECT key, ts, value FROM attributes WHERE device_pk = ? ORDER BY key", (device_pk,)
+        )
+        return {k: (ts, msgspec.json.decode(v)) for k, ts, v in rows}
+
+    # -- telemetry reads ---------------------------------------------------------
+
+    async def latest(
+        self, device_pks: Sequence[int], keys: Sequence[str] | None = None
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Latest value and its ts for every key of each device."""
+        found: dict[int, dict[str, tuple[int, Value]]] = {pk: {} for pk in device_pks}
+        key_filter = ""
+        key_params: list[int] = []
+        if keys is not None:
+            ids = await self.known_key_ids(keys)
+            if not ids:
+                return found
+            key_params = list(ids.values())
+            key_filter = f" AND key_id IN ({','.join('?' * len(key_params))})"
+        for chunk in _chunks(list(device_pks), 900):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT device_pk, key_id, ts, num, str, bool FROM latest "
+                f"WHERE device_pk IN ({marks}){key_filter}",
+                [*chunk, *key_params],
+            )
+            for device_pk, key_id, ts, num, text, flag in rows:
+                name = self._key_names.get(key_id) or await self.key_name(key_id)
+                found[device_pk][name] = (ts, join_value(num, text, flag))
+        return found
+
+    async def history(
+        self,
+        segments: Sequence[Segment],
+        *,
+        keys: Sequence[str] | None = None,
+        after: tuple[int, int, int] | None = None,
+        limit: int = 1000,
+        descending: bool = False,
+    ) -> list[Point]:
+        """Raw points of the segments, ordered by (ts, device, key), a page at a time.
+
+        ``after`` is the (ts, device_pk, key_id) of the last point of the
+        previous page.
+        """
+        if not segments:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        ors = []
+        for seg in segments:
+            ors.append("(device_pk = ? AND ts >= ? AND ts < ?)")
+            params += [seg.device_pk, seg.start, seg.end]
+        where.append(f"({' OR '.join(ors)})")
+        if keys is not None:
+            ids = await self.known_key_ids(keys)
+            if not ids:
+                return []
+            where.append(f"key_id IN ({','.join('?' * len(ids))})")
+            params += list(ids.values())
+        if after is not None:
+            where.append(f"(ts, device_pk, key_id) {'<' if descending else '>'} (?, ?, ?)")
+            params += list(after)
+        order = "DESC" if descending else "ASC"
+        rows = await self._fetchall(
+            f"SELECT device_pk, ts, key_id, num, str, bool FROM telemetry "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {order}, device_pk {order}, key_id {order} LIMIT {int(limit)}",
+            params,
+        )
+        points = []
+        for device_pk, ts, key_id, num, text, flag in rows:
+            name = self._key_names.get(key_id) or await self.key_name(key_id)
+            points.append(Point(device_pk, ts, name, join_value(num, text, flag)))
+        return points
+
+    async def cursor_of(self, point: Point) -> tuple[int, int, int]:
+        """The ``after`` value that continues a page past ``point``."""
+        return (point.ts, point.device_pk, (await self.key_ids([point.key]))[point.key])
+
+    async def aggregate(
+        self, segments: Sequence[Segment], key: str, bucket_ms: int
+    ) -> list[Bucket]:
+        """Time-bucket aggregates of a numeric key over the segments.
+
+        Buckets are aligned to the epoch (UTC). The parts of a segment that
+        cover whole hours (or minutes) are read from the rollups; only the
+        ragged edges are read raw, so a 30-day chart reads hundreds of rows,
+        not millions.
+        """
+        ids = await self.known_key_ids([key])
+        if key not in ids:
+            return []
+        key_id = ids[key]
+        if bucket_ms % HOUR_MS == 0:
+            grain, table = HOUR_MS, "rollup_1h"
+        elif bucket_ms % MINUTE_MS == 0:
+            grain, table = MINUTE_MS, "rollup_1m"
+        else:
+            grain, table = 0, ""
+        if grain:
+            await self.refresh_rollups({s.device_pk for s in segments})
+        merged: dict[int, Bucket] = {}
+        for seg in segments:
+            parts: list[tuple[int, int, str]] = []
+            if grain:
+                mid_start, mid_end = _ceil_to(seg.start, grain), seg.end - seg.end % grain
+                if mid_start < mid_end:
+                    parts = [
+                        (seg.start, mid_start, ""),
+                        (mid_start, mid_end, table),
+                        (mid_end, seg.end, ""),
+                    ]
+            if not parts:
+                parts = [(seg.start, seg.end, "")]
+            for start, end, source in parts:
+                if start >= end:
+                    continue
+                for bucket in await self._aggregate_part(
+                    seg.device_pk, key_id, start, end, bucket_ms, source
+                ):
+                    if bucket.ts in merged:
+                        merged[bucket.ts].merge(bucket)
+                    else:
+                        merged[bucket.ts] = bucket
+        return [merged[ts] for ts in sorted(merged)]
+
+    async def _aggregate_part(
+        self, device_pk: int, key_id: int, start: int, end: int, bucket_ms: int, source: str
+    ) -> list[Bucket]:
+        b = int(bucket_ms)
+        if source:
+            grain = HOUR_MS if source == "rollup_1h" else MINUTE_MS
+            sql = (
+                f"SELECT g.b, g.mn, g.mx, g.sm, g.cnt, g.fts, "
+                f"(SELECT r.first FROM {source} r WHERE r.device_pk = ? AND r.key_id = ? "
+                f"AND r.bucket = (g.fts / {grain}) * {grain}), g.lts, "
+                f"(SELECT r.last FROM {source} r WHERE r.device_pk = ? AND r.key_id = ? "
+                f"AND r.bucket = (g.lts / {grain}) * {grain}) "
+                f"FROM (SELECT (bucket / {b}) * {b} AS b, min(min) AS mn, max(max) AS mx, "
+                f"sum(sum) AS sm, sum(count) AS cnt, min(first_ts) AS fts, max(last_ts) AS lts "
+                f"FROM {source} WHERE device_pk = ? AND key_id = ? AND bucket >= ? AND bucket < ? "
+                f"GROUP BY (bucket / {b}) * {b}) g ORDER BY g.b"
+            )
+        else:
+            sql = (
+                f"SELECT g.b, g.mn, g.mx, g.sm, g.cnt, g.fts, "
+                f"(SELECT t.num FROM telemetry t WHERE t.device_pk = ? AND t.key_id = ? "
+                f"AND t.ts = g.fts), g.lts, "
+                f"(SELECT t.num FROM telemetry t WHERE t.device_pk = ? AND t.key_id = ? "
+                f"AND t.ts = g.lts) "
+                f"FROM (SELECT (ts / {b}) * {b} AS b, min(num) AS mn, max(num) AS mx, "
+                f"sum(num) AS sm, count(*) AS cnt, min(ts) AS fts, max(ts) AS lts "
+                f"FROM telemetry WHERE device_pk = ? AND key_id = ? AND ts >= ? AND ts < ? "
+                f"AND num IS NOT NULL GROUP BY (ts / {b}) * {b}) g ORDER BY g.b"
+            )
+        rows = await self._fetchall(
+            sql, (device_pk, key_id, device_pk, key_id, device_pk, key_id, start, end)
+        )
+        return [
+            Bucket(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], r[8]) for r in rows
+        ]
+
+    # -- rollups and retention ---------------------------------------------------
+
+    async def refresh_rollups(
+        self, device_pks: Iterable[int] | None = None, *, limit: int = 1000
+    ) -> int:
+        """Recompute the 1-minute and 1-hour rollups of hours that got new data.
+
+        Ingest only marks (device, hour) as pending; this recomputes each such
+        hour from raw data, so late, out-of-order and re-sent readings all end
+        up counted exactly once. Returns the hours recomputed.
+        """
+        if device_pks is None:
+            pending = await self._fetchall(
+                f"SELECT device_pk, hour FROM rollup_pending ORDER BY hour LIMIT {int(limit)}"
+            )
+        else:
+            pks = list(device_pks)
+            pending = []
+            for chunk in _chunks(pks, 500):
+                marks = ",".join("?" * len(chunk))
+                pending += await self._fetchall(
+                    f"SELECT device_pk, hour FROM rollup_pending WHERE device_pk IN ({marks})",
+                    chunk,
+                )
+        for device_pk, hour in pending:
+            await self._recompute_hour(device_pk, hour)
+        return len(pending)
+
+    async def _recompute_hour(self, device_pk: int, hour: int) -> None:
+        end = hour + HOUR_MS
+        async with self.transaction() as tx:
+            # Delete the marker first: a write that lands meanwhile re-marks the hour.
+            await tx.execute(
+                "DELETE FROM rollup_pending WHERE device_pk = ? AND hour = ?", (device_pk, hour)
+            )
+            await tx.execute(
+                "DELETE FROM rollup_1m WHERE device_pk = ? AND bucket >= ? AND bucket < ?",
+                (device_pk, hour, end),
+            )
+            await tx.execute(
+                "INSERT INTO rollup_1m (device_pk, key_id, bucket, min, max, sum, count, "
+                "first_ts, first, last_ts, last) "
+                "SELECT g.device_pk, g.key_id, g.b, g.mn, g.mx, g.sm, g.cnt, g.fts, "
+                "(SELECT t.num FROM telemetry t WHERE t.device_pk = g.device_pk "
+                "AND t.ts = g.fts AND t.key_id = g.key_id), g.lts, "
+                "(SELECT t.num FROM telemetry t WHERE t.device_pk = g.device_pk "
+                "AND t.ts = g.lts AND t.key_id = g.key_id) "
+                "FROM (SELECT device_pk, key_id, (ts / 60000) * 60000 AS b, min(num) AS mn, "
+                "max(num) AS mx, sum(num) AS sm, count(*) AS cnt, min(ts) AS fts, max(ts) AS lts "
+                "FROM telemetry WHERE device_pk = ? AND ts >= ? AND ts < ? AND num IS NOT NULL "
+                "GROUP BY device_pk, key_id, (ts / 60000) * 60000) g",
+                (device_pk, hour, end),
+            )
+            await tx.execute(
+                "DELETE FROM rollup_1h WHERE device_pk = ? AND bucket = ?", (device_pk, hour)
+            )
+            await tx.execute(
+                "INSERT INTO rollup_1h (device_pk, key_id, bucket, min, max, sum, count, "
+                "first_ts, first, last_ts, last) "
+                "SELECT g.device_pk, g.key_id, g.b, g.mn, g.mx, g.sm, g.cnt, g.fts, "
+                "(SELECT r.first FROM rollup_1m r WHERE r.device_pk = g.device_pk "
+                "AND r.key_id = g.key_id AND r.bucket = (g.fts / 60000) * 60000), g.lts, "
+                "(SELECT r.last FROM rollup_1m r WHERE r.device_pk = g.device_pk "
+                "AND r.key_id = g.key_id AND r.bucket = (g.lts / 60000) * 60000) "
+                "FROM (SELECT device_pk, key_id, ? AS b, min(min) AS mn, max(max) AS mx, "
+                "sum(sum) AS sm, sum(count) AS cnt, min(first_ts) AS fts, max(last_ts) AS lts "
+                "FROM rollup_1m WHERE device_pk = ? AND bucket >= ? AND bucket < ? "
+                "GROUP BY device_pk, key_id) g",
+                (hour, device_pk, hour, end),
+            )
+
+    async def pending_rollups(self) -> int:
+        row = await self._fetchone("SELECT count(*) FROM rollup_pending")
+        return int(row[0]) if row else 0
+
+    async def apply_retention(
+        self, *, now: int, rollup_1m_days: int, rollup_1h_days: int
+    ) -> dict[str, int]:
+        """Delete raw telemetry past each device's retention, and old rollups.
+
+        A device type's ``retention_days`` wins over its tenant's; with
+        neither, raw data is kept. Rollups have their own horizons.
+        """
+        deleted = {"telemetry": 0, "rollup_1m": 0, "rollup_1h": 0}
+        rules = await self._fetchall(
+            "SELECT d.pk, COALESCE(dt.retention_days, t.retention_days) FROM devices d "
+            "JOIN device_types dt ON dt.id = d.type_id JOIN tenants t ON t.id = d.tenant_id "
+            "WHERE COALESCE(dt.retention_days, t.retention_days) IS NOT NULL"
+        )
+        for device_pk, days in rules:
+            async with self.transaction() as tx:
+                deleted["telemetry"] += await tx.execute(
+                    "DELETE FROM telemetry WHERE device_pk = ? AND ts < ?",
+                    (device_pk, now - int(days) * 86_400_000),
+                )
+        for table, days in (("rollup_1m", rollup_1m_days), ("rollup_1h", rollup_1h_days)):
+            if days > 0:
+                async with self.transaction() as tx:
+                    deleted[table] += await tx.execute(
+                        f"DELETE FROM {table} WHERE bucket < ?", (now - days * 86_400_000,)
+                    )
+        return deleted
+
+    async def try_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder``; False if another holds it."""
+        now = now_ms()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_ms = excluded.expires_ms "
+                "WHERE leases.holder = excluded.holder OR leases.expires_ms < ?",
+                (name, holder, now + ttl_ms, now),
+            )
+            row = await tx.fetchone("SELECT holder FROM leases WHERE name = ?", (name,))
+        return row is not None and row[0] == holder
+
+    async def count_points(self, device_pk: int | None = None) -> int:
+        if device_pk is None:
+            row = await self._fetchone("SELECT count(*) FROM telemetry")
+        else:
+            row = await self._fetchone(
+                "SELECT count(*) FROM telemetry WHERE device_pk = ?", (device_pk,)
+            )
+        return int(row[0]) if row else 0
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _api_key(row: Row) -> ApiKey:
+    return ApiKey(row[0], row[1], row[2], Role(row[3]), row[4], row[5], row[6])
+
+
+def _device_type(row: Row) -> DeviceType:
+    keys = tuple(msgspec.json.decode(row[3], type=list[KeySpec]))
+    return DeviceType(row[0], row[1], row[2], keys, bool(row[4]), row[5], row[6], row[7])
+
+
+def _device(row: Row) -> Device:
+    labels = msgspec.json.decode(row[8], type=dict[str, str]) if row[8] else {}
+    return Device(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], labels)
+
+
+def _asset(row: Row) -> Asset:
+    return Asset(row[0], row[1], row[2], row[3], msgspec.json.decode(row[4]), row[5])
+
+
+__all__ = [
+    "HOUR_MS",
+    "MINUTE_MS",
+    "Segment",
+    "Store",
+    "TelemetryBatch",
+    "Tx",
+    "join_value",
+    "split_value",
+]

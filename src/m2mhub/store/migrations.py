@@ -1,0 +1,294 @@
+"""Versioned schema migrations, one list per backend.
+
+A migration is applied once, in its own transaction, and recorded in
+``schema_migrations``; an existing database is upgraded in place by applying
+the versions it lacks. Never edit a released migration: add a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Telemetry is narrow: one row per (device, ts, key). The primary key makes a
+# re-delivered reading a no-op, and its order (device, ts, key) serves both
+# "history of a device over time" and the per-hour rollup scans.
+
+SQLITE: Final[list[str]] = [
+    # 1: registry and raw telemetry
+    """
+    CREATE TABLE tenants (
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        retention_days INTEGER,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, email)
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    CREATE TABLE device_types (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        strict INTEGER NOT NULL,
+        report_interval_s INTEGER NOT NULL,
+        retention_days INTEGER,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE devices (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        type_id INTEGER NOT NULL REFERENCES device_types(id),
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE INDEX devices_type ON devices (type_id);
+    CREATE INDEX devices_token ON devices (token_hash);
+    CREATE TABLE keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE telemetry (
+        device_pk INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        num REAL,
+        str TEXT,
+        bool INTEGER,
+        PRIMARY KEY (device_pk, ts, key_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE latest (
+        device_pk INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        num REAL,
+        str TEXT,
+        bool INTEGER,
+        PRIMARY KEY (device_pk, key_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE attributes (
+        device_pk INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device_pk, key)
+    ) WITHOUT ROWID;
+    """,
+    # 2: groups, assets over time, rollups, leases
+    """
+    CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE group_members (
+        group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        device_pk INTEGER NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, device_pk)
+    ) WITHOUT ROWID;
+    CREATE TABLE assets (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        properties TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE asset_assignments (
+        id INTEGER PRIMARY KEY,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        device_pk INTEGER NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER
+    );
+    CREATE INDEX asset_assignments_asset ON asset_assignments (asset_id, from_ms);
+    CREATE INDEX asset_assignments_device ON asset_assignments (device_pk, from_ms);
+    CREATE TABLE rollup_1m (
+        device_pk INTEGER NOT NULL, key_id INTEGER NOT NULL, bucket INTEGER NOT NULL,
+        min REAL, max REAL, sum REAL, count INTEGER NOT NULL,
+        first_ts INTEGER NOT NULL, first REAL, last_ts INTEGER NOT NULL, last REAL,
+        PRIMARY KEY (device_pk, key_id, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_1h (
+        device_pk INTEGER NOT NULL, key_id INTEGER NOT NULL, bucket INTEGER NOT NULL,
+        min REAL, max REAL, sum REAL, count INTEGER NOT NULL,
+        first_ts INTEGER NOT NULL, first REAL, last_ts INTEGER NOT NULL, last REAL,
+        PRIMARY KEY (device_pk, key_id, bucket)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_pending (
+        device_pk INTEGER NOT NULL,
+        hour INTEGER NOT NULL,
+        PRIMARY KEY (device_pk, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    """,
+]
+
+POSTGRES: Final[list[str]] = [
+    """
+    CREATE TABLE tenants (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        retention_days INTEGER,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE users (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        email TEXT NOT NULL,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, email)
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+    );
+    CREATE TABLE device_types (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        keys TEXT NOT NULL,
+        strict BOOLEAN NOT NULL,
+        report_interval_s INTEGER NOT NULL,
+        retention_days INTEGER,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE devices (
+        pk BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        type_id BIGINT NOT NULL REFERENCES device_types(id),
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE INDEX devices_type ON devices (type_id);
+    CREATE INDEX devices_token ON devices (token_hash);
+    CREATE TABLE keys (
+        id INTEGER GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE telemetry (
+        device_pk BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        key_id INTEGER NOT NULL,
+        num DOUBLE PRECISION,
+        str TEXT,
+        bool BOOLEAN,
+        PRIMARY KEY (device_pk, ts, key_id)
+    );
+    CREATE TABLE latest (
+        device_pk BIGINT NOT NULL,
+        key_id INTEGER NOT NULL,
+        ts BIGINT NOT NULL,
+        num DOUBLE PRECISION,
+        str TEXT,
+        bool BOOLEAN,
+        PRIMARY KEY (device_pk, key_id)
+    );
+    CREATE TABLE attributes (
+        device_pk BIGINT NOT NULL,
+        key TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device_pk, key)
+    );
+    """,
+    """
+    CREATE TABLE groups (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE group_members (
+        group_id BIGINT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        device_pk BIGINT NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, device_pk)
+    );
+    CREATE TABLE assets (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        properties TEXT NOT NULL DEFAULT '{}',
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE asset_assignments (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        asset_id BIGINT NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        device_pk BIGINT NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT
+    );
+    CREATE INDEX asset_assignments_asset ON asset_assignments (asset_id, from_ms);
+    CREATE INDEX asset_assignments_device ON asset_assignments (device_pk, from_ms);
+    CREATE TABLE rollup_1m (
+        device_pk BIGINT NOT NULL, key_id INTEGER NOT NULL, bucket BIGINT NOT NULL,
+        min DOUBLE PRECISION, max DOUBLE PRECISION, sum DOUBLE PRECISION, count BIGINT NOT NULL,
+        first_ts BIGINT NOT NULL, first DOUBLE PRECISION, last_ts BIGINT NOT NULL,
+        last DOUBLE PRECISION,
+        PRIMARY KEY (device_pk, key_id, bucket)
+    );
+    CREATE TABLE rollup_1h (
+        device_pk BIGINT NOT NULL, key_id INTEGER NOT NULL, bucket BIGINT NOT NULL,
+        min DOUBLE PRECISION, max DOUBLE PRECISION, sum DOUBLE PRECISION, count BIGINT NOT NULL,
+        first_ts BIGINT NOT NULL, first DOUBLE PRECISION, last_ts BIGINT NOT NULL,
+        last DOUBLE PRECISION,
+        PRIMARY KEY (device_pk, key_id, bucket)
+    );
+    CREATE TABLE rollup_pending (
+        device_pk BIGINT NOT NULL,
+        hour BIGINT NOT NULL,
+        PRIMARY KEY (device_pk, hour)
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    """,
+]

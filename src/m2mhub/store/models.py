@@ -1,0 +1,156 @@
+"""Rows the store hands back: plain frozen values, no database types."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+import msgspec
+
+from m2mhub.core.values import Role, Value, ValueType
+
+
+class Tenant(msgspec.Struct, frozen=True):
+    id: int
+    slug: str
+    name: str
+    retention_days: int | None
+    created_ms: int
+
+
+class User(msgspec.Struct, frozen=True):
+    id: int
+    tenant_id: int
+    email: str
+    role: Role
+    password_hash: str | None
+    created_ms: int
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: int
+    name: str
+    role: Role
+    secret_hash: str
+    created_ms: int
+    revoked_ms: int | None
+
+
+class KeySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One telemetry key a device type reports."""
+
+    key: str
+    type: ValueType = ValueType.NUMBER
+    unit: str | None = None
+    description: str | None = None
+
+
+class DeviceType(msgspec.Struct, frozen=True):
+    id: int
+    tenant_id: int
+    name: str
+    keys: tuple[KeySpec, ...]
+    strict: bool
+    report_interval_s: int
+    retention_days: int | None
+    created_ms: int
+
+    def key_spec(self, key: str) -> KeySpec | None:
+        """The declaration of ``key``, if this type declares it."""
+        for spec in self.keys:
+            if spec.key == key:
+                return spec
+        return None
+
+
+class Device(msgspec.Struct, frozen=True):
+    pk: int
+    id: str
+    tenant_id: int
+    type_id: int
+    name: str
+    token_hash: str
+    created_ms: int
+    last_seen_ms: int | None
+    labels: dict[str, str] = {}
+
+
+class Group(msgspec.Struct, frozen=True):
+    id: int
+    tenant_id: int
+    name: str
+    created_ms: int
+
+
+class Asset(msgspec.Struct, frozen=True):
+    id: int
+    tenant_id: int
+    name: str
+    kind: str
+    properties: dict[str, Value]
+    created_ms: int
+
+
+class Assignment(msgspec.Struct, frozen=True):
+    """A device assigned to an asset from ``from_ms`` until ``to_ms`` (open if None)."""
+
+    id: int
+    asset_id: int
+    device_pk: int
+    from_ms: int
+    to_ms: int | None
+
+
+class Point(msgspec.Struct, frozen=True, gc=False):
+    """One stored value of one key at one instant."""
+
+    device_pk: int
+    ts: int
+    key: str
+    value: Value
+
+
+class Bucket(msgspec.Struct, gc=False):
+    """Aggregates of one key over one time bucket; ``avg`` is derived."""
+
+    ts: int
+    min: float | None
+    max: float | None
+    sum: float | None
+    count: int
+    first_ts: int
+    first: float | None
+    last_ts: int
+    last: float | None
+
+    def merge(self, other: Bucket) -> None:
+        """Fold ``other`` (same bucket, disjoint points) into this one."""
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.min, self.max, self.sum = other.min, other.max, other.sum
+            self.first_ts, self.first = other.first_ts, other.first
+            self.last_ts, self.last = other.last_ts, other.last
+            self.count = other.count
+            return
+        self.min = _opt(min, self.min, other.min)
+        self.max = _opt(max, self.max, other.max)
+        self.sum = _opt(operator.add, self.sum, other.sum)
+        self.count += other.count
+        if other.first_ts < self.first_ts:
+            self.first_ts, self.first = other.first_ts, other.first
+        if other.last_ts > self.last_ts:
+            self.last_ts, self.last = other.last_ts, other.last
+
+    @property
+    def avg(self) -> float | None:
+        return None if self.sum is None or self.count == 0 else self.sum / self.count
+
+
+def _opt(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return fn(a, b)

@@ -1,0 +1,188 @@
+"""PostgreSQL backend: psycopg 3, a connection pool, COPY for telemetry.
+
+Telemetry batches are copied (binary COPY) into a per-connection temporary
+table and moved into place with one ``INSERT ... SELECT ... ON CONFLICT DO
+NOTHING``, which keeps re-delivered readings idempotent at COPY speed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from m2mhub.core.errors import StoreError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.store import migrations
+from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
+
+_PLACEHOLDER = re.compile(r"\?")
+# Any constant would do: it only has to be the same in every m2mhub process.
+_MIGRATION_LOCK = 0x6D326D68
+
+
+def _pg(sql: str) -> str:
+    """Shared SQL uses ``?`` placeholders; psycopg wants ``%s``."""
+    return _PLACEHOLDER.sub("%s", sql)
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = await self._conn.execute(_pg(sql), params)
+        return await cur.fetchall()
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = await self._conn.execute(_pg(sql), params)
+        return await cur.fetchone()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = await self._conn.execute(_pg(sql), params)
+        return cur.rowcount
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        rows = list(params)
+        if rows:
+            async with self._conn.cursor() as cur:
+                await cur.executemany(_pg(sql), rows)
+
+
+class PostgresStore(Store):
+    """The store for fleets that outgrow one machine."""
+
+    backend = "postgres"
+
+    def __init__(self, url: str, *, schema: str | None = None, max_size: int = 8) -> None:
+        super().__init__()
+        self.url = url
+        self.schema = schema
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+
+    async def open(self) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.schema:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.schema):
+                raise StoreError(f"schema {self.schema!r}: use lower-case letters, digits and _")
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            kwargs["options"] = f"-c search_path={self.schema}"
+        self._pool = AsyncConnectionPool(
+            self.url, min_size=1, max_size=self._max_size, kwargs=kwargs, open=False
+        )
+        try:
+            await self._pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            raise StoreError(f"PostgreSQL at {self.url}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _require_pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise StoreError("the store is closed; call open() first")
+        return self._pool
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            async with self._require_pool().connection() as conn:
+                cur = await conn.execute(_pg(sql), params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._require_pool().connection() as conn:
+            try:
+                async with conn.transaction():
+                    yield _PgTx(conn)
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    async def _write_telemetry(self, batch: TelemetryBatch) -> int:
+        try:
+            async with self._require_pool().connection() as conn, conn.transaction():
+                await conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS _telemetry_in "
+                    "(LIKE telemetry) ON COMMIT DELETE ROWS"
+                )
+                await self._copy_in(conn, "_telemetry_in", batch.rows)
+                cur = await conn.execute(
+                    "INSERT INTO telemetry SELECT * FROM _telemetry_in ON CONFLICT DO NOTHING"
+                )
+                inserted = cur.rowcount
+                await conn.execute("TRUNCATE _telemetry_in")
+                await self._copy_in(conn, "_telemetry_in", batch.latest)
+                await conn.execute(
+                    "INSERT INTO latest (device_pk, ts, key_id, num, str, bool) "
+                    "SELECT device_pk, ts, key_id, num, str, bool FROM _telemetry_in "
+                    "ON CONFLICT (device_pk, key_id) DO UPDATE SET ts = excluded.ts, "
+                    "num = excluded.num, str = excluded.str, bool = excluded.bool "
+                    "WHERE excluded.ts >= latest.ts"
+                )
+                async with conn.cursor() as cur2:
+                    await cur2.executemany(
+                        "UPDATE devices SET last_seen_ms = %(at)s WHERE pk = %(pk)s "
+                        "AND (last_seen_ms IS NULL OR last_seen_ms < %(at)s)",
+                        [{"pk": pk, "at": at} for pk, at in batch.last_seen],
+                    )
+                    await cur2.executemany(
+                        "INSERT INTO rollup_pending (device_pk, hour) VALUES (%s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        batch.pending_hours,
+                    )
+                return inserted
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    @staticmethod
+    async def _copy_in(
+        conn: psycopg.AsyncConnection[Any], table: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY {table} (device_pk, ts, key_id, num, str, bool) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["int8", "int8", "int4", "float8", "text", "bool"])
+            for row in rows:
+                await copy.write_row(row)
+
+    async def schema_version(self) -> int:
+        async with self._require_pool().connection() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+            )
+            cur = await conn.execute("SELECT max(version) FROM schema_migrations")
+            row = await cur.fetchone()
+            await conn.commit()
+            return int(row[0] or 0) if row else 0
+
+    async def migrate(self, *, target: int | None = None) -> list[int]:
+        target = len(migrations.POSTGRES) if target is None else target
+        await self.schema_version()
+        applied = []
+        async with self._require_pool().connection() as conn, conn.transaction():
+            # Several processes may start at once: one migrates, the others wait.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur = await conn.execute("SELECT max(version) FROM schema_migrations")
+            row = await cur.fetchone()
+            current = int(row[0] or 0) if row else 0
+            for version in range(current + 1, target + 1):
+                await conn.execute(migrations.POSTGRES[version - 1])
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s)", (version, now_ms())
+                )
+                applied.append(version)
+        return applied

@@ -1,0 +1,209 @@
+"""SQLite backend: one file, WAL mode, one writer thread, a pool of reader threads.
+
+Every write goes through a single thread and connection, serialised by an
+asyncio lock, so the event loop never blocks on the disk and writers never
+fight over SQLite's lock. Readers use their own connections (WAL lets them
+read while the writer writes).
+
+Durability: WAL with ``synchronous=NORMAL`` keeps every committed transaction
+through a crash of the process (``kill -9``); only a power loss may drop the
+last transactions. Set ``?synchronous=full`` on the URL to survive that too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from m2mhub.core.errors import StoreError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.store import migrations
+from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
+
+T = TypeVar("T")
+
+_READERS = 4
+
+
+class _SqliteTx:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._store._in_writer(lambda c: c.execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = await self._store._in_writer(lambda c: c.execute(sql, params).fetchone())
+        return row
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._store._in_writer(lambda c: c.execute(sql, params).rowcount)
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        rows = list(params)
+        if rows:
+            await self._store._in_writer(lambda c: c.executemany(sql, rows))
+
+
+class SqliteStore(Store):
+    """The default store: a SQLite file under the data directory."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader_pool = ThreadPoolExecutor(_READERS, thread_name_prefix="sqlite-reader")
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._writer_pool, self._connect)
+
+    async def close(self) -> None:
+        for pool in (self._writer_pool, self._reader_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for conn in [self._writer, *self._readers]:
+            if conn is not None:
+                conn.close()
+        self._writer, self._readers = None, []
+        self._writer_pool = self._reader_pool = None
+
+    async def _in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None or self._writer_pool is None:
+            raise StoreError("the store is closed; call open() first")
+        conn = self._writer
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._writer_pool, partial(fn, conn))
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._reader_pool is None:
+            raise StoreError("the store is closed; call open() first")
+
+        def run() -> list[Row]:
+            return self._reader().execute(sql, params).fetchall()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader_pool, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            await self._in_writer(lambda c: c.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _SqliteTx(self)
+            except BaseException:
+                await self._in_writer(lambda c: c.execute("ROLLBACK"))
+                raise
+            await self._in_writer(lambda c: c.execute("COMMIT"))
+
+    async def _write_telemetry(self, batch: TelemetryBatch) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT INTO telemetry (device_pk, ts, key_id, num, str, bool) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    batch.rows,
+                )
+                inserted = conn.total_changes - before
+                conn.executemany(
+                    "INSERT INTO latest (device_pk, ts, key_id, num, str, bool) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_pk, key_id) DO UPDATE SET "
+                    "ts = excluded.ts, num = excluded.num, str = excluded.str, "
+                    "bool = excluded.bool WHERE excluded.ts >= latest.ts",
+                    batch.latest,
+                )
+                conn.executemany(
+                    "UPDATE devices SET last_seen_ms = ?2 WHERE pk = ?1 "
+                    "AND (last_seen_ms IS NULL OR last_seen_ms < ?2)",
+                    batch.last_seen,
+                )
+                conn.executemany(
+                    "INSERT INTO rollup_pending (device_pk, hour) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    batch.pending_hours,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return inserted
+
+        async with self._lock:
+            return await self._in_writer(write)
+
+    async def schema_version(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)"
+            )
+            row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
+
+        async with self._lock:
+            return await self._in_writer(read)
+
+    async def migrate(self, *, target: int | None = None) -> list[int]:
+        target = len(migrations.SQLITE) if target is None else target
+        current = await self.schema_version()
+        applied = []
+        for version in range(current + 1, target + 1):
+            script = migrations.SQLITE[version - 1]
+
+            def apply(
+                conn: sqlite3.Connection, script: str = script, version: int = version
+            ) -> None:
+                try:
+                    conn.executescript(
+                        f"BEGIN IMMEDIATE;\n{script}\n"
+                        f"INSERT INTO schema_migrations VALUES ({version}, {now_ms()});\nCOMMIT;"
+                    )
+                except sqlite3.Error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+            async with self._lock:
+                await self._in_writer(apply)
+            applied.append(version)
+        return applied
