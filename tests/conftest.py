@@ -39,7 +39,7 @@ def _postgres_reachable() -> str | None:
         return str(exc).strip().splitlines()[0]
 
 
-_PG_PROBLEM: str | None | bool = False
+_PG_PROBLEM: str | bool | None = False
 
 
 def require_postgres() -> None:
@@ -153,7 +153,9 @@ async def api(backend: str, tmp_path: Path) -> AsyncIterator[Api]:
             tenant = await platform.registry.create_tenant("acme", "Acme")
             _, admin_key = await platform.registry.create_api_key(tenant.id, "admin", Role.ADMIN)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://m2mhub.test") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://m2mhub.test"
+            ) as client:
                 yield Api(client, platform, tenant, admin_key)
     finally:
         if schema:

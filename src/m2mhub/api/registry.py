@@ -306,10 +306,19 @@ async def get_asset(name: str, who: Viewer, platform: PlatformDep) -> AssetOut:
     "/assets/{name}/assignments", status_code=201, response_model=AssignmentOut, tags=["assets"]
 )
 async def assign(name: str, body: AssignIn, who: Operator, platform: PlatformDep) -> AssignmentOut:
-    """Attach a device to the asset from ``at`` (default now), ending its previous assignment."""
+    """Attach a device to the asset from ``at`` (default now).
+
+    The device's previous assignment, to any asset, ends at that instant. An
+    asset may carry several devices at once; to swap one, name the device it
+    ``replaces``.
+    """
     asset = await platform.store.get_asset(who.tenant_id, name)
     device = await platform.store.get_device(body.device, tenant_id=who.tenant_id)
-    made = await platform.store.assign_device(asset.id, device.pk, body.at or now_ms())
+    at = body.at or now_ms()
+    if body.replaces:
+        replaced = await platform.store.get_device(body.replaces, tenant_id=who.tenant_id)
+        await platform.store.unassign_device(asset.id, replaced.pk, at)
+    made = await platform.store.assign_device(asset.id, device.pk, at)
     return AssignmentOut(device=device.id, from_ms=made.from_ms, to_ms=made.to_ms)
 
 

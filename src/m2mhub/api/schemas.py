@@ -134,6 +134,9 @@ class AssetList(BaseModel):
 class AssignIn(Strict):
     device: str
     at: int | None = Field(None, description="From when (ms); now when empty.")
+    replaces: str | None = Field(
+        None, description="A device of this asset whose assignment ends at the same instant."
+    )
 
 
 class AssignmentOut(BaseModel):
