@@ -35,11 +35,13 @@ T = TypeVar("T")
 app = typer.Typer(help="m2mhub: a machine-to-machine platform.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants: isolated fleets with their own users and keys.")
 key_app = typer.Typer(help="API keys for people and systems.")
+user_app = typer.Typer(help="People who sign in, with their role.")
 type_app = typer.Typer(help="Device types: keys, units, report interval.")
 device_app = typer.Typer(help="Devices and their tokens.")
 db_app = typer.Typer(help="The database: migrations and jobs.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="apikey")
+app.add_typer(user_app, name="user")
 app.add_typer(type_app, name="type")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
@@ -94,6 +96,10 @@ def serve(
     }
     settings = load_settings(**overrides)
     _logging(settings)
+    first_key = _run(_bootstrap)
+    if first_key:
+        out.print("empty database: created tenant [bold]default[/bold]")
+        out.print(f"admin API key (shown once): [bold]{first_key}[/bold]")
     out.print(f"m2mhub on http://{settings.host}:{settings.port}  (store: {_safe_url(settings)})")
     uvicorn.run(
         create_app(settings),
@@ -180,11 +186,22 @@ async def _demo(settings: Settings, interval: float, duration: float | None, see
         out.print(f"fleet sent {sent} reports, {failed} failed")
 
 
+async def _bootstrap(store: Store, registry: Registry) -> str | None:
+    """On an empty database, create the ``default`` tenant and return its first admin key."""
+    if await store.list_tenants():
+        return None
+    tenant = await registry.create_tenant("default", "Default")
+    _, key = await registry.create_api_key(tenant.id, "admin", Role.ADMIN)
+    return key
+
+
 def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # One line per simulated request would drown what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _safe_url(settings: Settings) -> str:
@@ -273,6 +290,27 @@ def key_create(
         return key
 
     out.print(_run(work))
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    tenant: TenantOpt = "default",
+    role: Annotated[Role, typer.Option(help="viewer, operator or admin.")] = Role.VIEWER,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+        ),
+    ] = None,
+) -> None:
+    """Add a person to a tenant; the password is asked for unless given."""
+
+    async def work(store: Store, registry: Registry) -> None:
+        await registry.create_user((await registry.tenant(tenant)).id, email, role, password)
+
+    _run(work)
+    out.print(f"user [bold]{email}[/bold] ({role.value}) created")
 
 
 # -- device types --------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from m2mhub.core.errors import AuthError
 from m2mhub.core.values import Role
 from tests.conftest import Api
 
@@ -287,3 +290,29 @@ async def test_tenant_retention_setting(api: Api) -> None:
         "/api/v1/tenant/retention", json={"retention_days": 0}, headers=api.admin
     )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "retention_days"
+
+
+async def test_users_with_roles_and_passwords(api: Api) -> None:
+    body = {"email": "Ops@Example.com", "role": "operator", "password": "correct horse"}
+    created = await api.client.post("/api/v1/users", json=body, headers=api.admin)
+    assert created.status_code == 201
+    assert created.json()["email"] == "ops@example.com"
+    again = await api.client.post("/api/v1/users", json=body, headers=api.admin)
+    assert again.status_code == 409
+    short = {"email": "a@b.io", "password": "short"}
+    assert (await api.client.post("/api/v1/users", json=short, headers=api.admin)).json()["error"][
+        "field"
+    ] == "password"
+    not_email = {"email": "nobody", "password": "long enough"}
+    assert (
+        await api.client.post("/api/v1/users", json=not_email, headers=api.admin)
+    ).status_code == 422
+    listed = (await api.client.get("/api/v1/users", headers=api.admin)).json()
+    assert [(u["email"], u["role"]) for u in listed] == [("ops@example.com", "operator")]
+    registry = api.platform.registry
+    principal = await registry.check_password(api.tenant.id, "ops@example.com", "correct horse")
+    assert principal.role == Role.OPERATOR
+    stored = await api.platform.store.get_user(api.tenant.id, "ops@example.com")
+    assert stored is not None and "correct horse" not in (stored.password_hash or "")
+    with pytest.raises(AuthError):
+        await registry.check_password(api.tenant.id, "ops@example.com", "wrong horse")

@@ -31,6 +31,8 @@ from m2mhub.api.schemas import (
     KeySpecIn,
     RetentionIn,
     TokenOut,
+    UserIn,
+    UserOut,
 )
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms
@@ -344,7 +346,20 @@ async def list_assignments(name: str, who: Viewer, platform: PlatformDep) -> lis
     ]
 
 
-# -- API keys and tenant settings ----------------------------------------------------------
+# -- users, API keys and tenant settings -----------------------------------------------------
+
+
+@router.post("/users", status_code=201, response_model=UserOut, tags=["users"])
+async def create_user(body: UserIn, who: Admin, platform: PlatformDep) -> UserOut:
+    """Add a person to this tenant with a role (and a password to sign in with)."""
+    user = await platform.registry.create_user(who.tenant_id, body.email, body.role, body.password)
+    return UserOut(email=user.email, role=user.role, created=user.created_ms)
+
+
+@router.get("/users", response_model=list[UserOut], tags=["users"])
+async def list_users(who: Admin, platform: PlatformDep) -> list[UserOut]:
+    users = await platform.store.list_users(who.tenant_id)
+    return [UserOut(email=u.email, role=u.role, created=u.created_ms) for u in users]
 
 
 def key_out(key: ApiKey) -> ApiKeyOut:

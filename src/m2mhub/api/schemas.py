@@ -99,6 +99,18 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The API key. Shown once: store it now.")
 
 
+class UserIn(Strict):
+    email: str = Field(examples=["ops@example.com"])
+    role: Role = Role.VIEWER
+    password: str | None = Field(None, description="At least 8 characters; empty = no sign-in.")
+
+
+class UserOut(BaseModel):
+    email: str
+    role: Role
+    created: int
+
+
 class GroupIn(Strict):
     name: str
 

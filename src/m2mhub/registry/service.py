@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
+import re
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -13,10 +14,12 @@ import msgspec
 
 from m2mhub.auth.secrets import (
     api_key_id,
+    hash_password,
     hash_secret,
     new_api_key,
     new_device_id,
     new_device_token,
+    password_matches,
     secret_matches,
 )
 from m2mhub.core.errors import AuthError, ForbiddenError, NotFoundError, PayloadError
@@ -24,11 +27,12 @@ from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
 from m2mhub.registry.naming import check_device_id, check_key, check_name, check_slug
 from m2mhub.store.base import Store
-from m2mhub.store.models import ApiKey, Device, DeviceType, KeySpec, Tenant
+from m2mhub.store.models import ApiKey, Device, DeviceType, KeySpec, Tenant, User
 
 # How long a verified credential is trusted without asking the store again. A
 # revoked key or rotated token stops working in other processes within this.
 _AUTH_CACHE_S = 10.0
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -84,6 +88,29 @@ class Registry:
         if tenant is None:
             raise NotFoundError(f"tenant {slug!r} not found; create it with `m2mhub tenant create`")
         return tenant
+
+    async def create_user(
+        self, tenant_id: int, email: str, role: Role, password: str | None
+    ) -> User:
+        """A person who can sign in (password) and act with ``role`` in the tenant."""
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise PayloadError(f"email: {email!r} is not an e-mail address", field="email")
+        if password is not None and len(password) < 8:
+            raise PayloadError("password: use at least 8 characters", field="password")
+        hashed = hash_password(password) if password is not None else None
+        return await self.store.create_user(tenant_id, email, role, hashed)
+
+    async def check_password(self, tenant_id: int, email: str, password: str) -> Principal:
+        """The principal of a user whose password matches, else :class:`AuthError`."""
+        user = await self.store.get_user(tenant_id, email.strip().lower())
+        if (
+            user is None
+            or not user.password_hash
+            or not password_matches(password, user.password_hash)
+        ):
+            raise AuthError("wrong e-mail or password")
+        return Principal(tenant_id, user.role, f"user:{user.email}")
 
     async def create_api_key(self, tenant_id: int, name: str, role: Role) -> tuple[ApiKey, str]:
         """A new API key; the full key is returned once and only its hash is kept."""

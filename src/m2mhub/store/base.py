@@ -178,15 +178,22 @@ class Store(abc.ABC):
                 "SELECT 1 FROM users WHERE tenant_id = ? AND email = ?", (tenant_id, email)
             ):
                 raise ConflictError(f"user {email!r} already exists", field="email")
-            row = await tx.fetchone(
+            await tx.execute(
                 "INSERT INTO users (tenant_id, email, role, password_hash, created_ms) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                "VALUES (?, ?, ?, ?, ?)",
                 (tenant_id, email, role.value, password_hash, now_ms()),
             )
-        assert row is not None
         user = await self.get_user(tenant_id, email)
         assert user is not None
         return user
+
+    async def list_users(self, tenant_id: int) -> list[User]:
+        rows = await self._fetchall(
+            "SELECT id, tenant_id, email, role, password_hash, created_ms FROM users "
+            "WHERE tenant_id = ? ORDER BY email",
+            (tenant_id,),
+        )
+        return [User(r[0], r[1], r[2], Role(r[3]), r[4], r[5]) for r in rows]
 
     async def get_user(self, tenant_id: int, email: str) -> User | None:
         row = await self._fetchone(
