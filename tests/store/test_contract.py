@@ -9,7 +9,7 @@ import pytest
 
 from m2mhub.core.errors import ConflictError, NotFoundError
 from m2mhub.core.values import Role
-from m2mhub.store import Segment, Store
+from m2mhub.store import PostgresStore, Segment, SqliteStore, Store
 from m2mhub.store.base import HOUR_MS, MINUTE_MS
 from m2mhub.store.models import Device, KeySpec, Tenant
 
@@ -312,3 +312,23 @@ async def test_deleting_a_device_deletes_its_data(store: Store, tenant: Tenant) 
     assert await store.count_points() == 0
     with pytest.raises(NotFoundError):
         await store.get_device(device.id)
+
+
+async def test_two_processes_recomputing_the_same_hours(store: Store, tenant: Tenant) -> None:
+    device = await make_device(store, tenant)
+    await store.write_readings(
+        [(device.pk, T0 + i * 1000, {"temp": float(i)}) for i in range(7200)]
+    )
+    other = (
+        SqliteStore(store.path)
+        if isinstance(store, SqliteStore)
+        else PostgresStore(
+            store.url,
+            schema=store.schema,  # type: ignore[attr-defined]
+        )
+    )
+    async with other:
+        await asyncio.gather(store.refresh_rollups(), other.refresh_rollups())
+    assert await store.pending_rollups() == 0
+    hours = await store.aggregate([Segment(device.pk, T0, T0 + 2 * HOUR_MS)], "temp", HOUR_MS)
+    assert [h.count for h in hours] == [3600, 3600]

@@ -866,10 +866,14 @@ class Store(abc.ABC):
     async def _recompute_hour(self, device_pk: int, hour: int) -> None:
         end = hour + HOUR_MS
         async with self.transaction() as tx:
-            # Delete the marker first: a write that lands meanwhile re-marks the hour.
-            await tx.execute(
+            # Taking the marker first claims the hour: another process recomputing it
+            # at the same time waits on this row, then finds it gone and skips. A
+            # write that lands meanwhile marks the hour again.
+            claimed = await tx.execute(
                 "DELETE FROM rollup_pending WHERE device_pk = ? AND hour = ?", (device_pk, hour)
             )
+            if not claimed:
+                return
             await tx.execute(
                 "DELETE FROM rollup_1m WHERE device_pk = ? AND bucket >= ? AND bucket < ?",
                 (device_pk, hour, end),
