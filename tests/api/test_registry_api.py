@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from m2mhub.core.errors import AuthError
@@ -316,3 +318,14 @@ async def test_users_with_roles_and_passwords(api: Api) -> None:
     assert stored is not None and "correct horse" not in (stored.password_hash or "")
     with pytest.raises(AuthError):
         await registry.check_password(api.tenant.id, "ops@example.com", "wrong horse")
+
+
+async def test_api_docs_load_nothing_from_outside(api: Api) -> None:
+    page = await api.client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in assets
+    assert all(a.startswith("/") for a in assets), assets
+    assert "cdn" not in page.text.lower()
+    for asset in assets:
+        assert (await api.client.get(asset)).status_code == 200, asset

@@ -6,9 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from m2mhub import __version__
 from m2mhub.api import errors, ingest, registry, telemetry
@@ -55,12 +59,27 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         description="Machine-to-machine platform: devices, telemetry, queries. "
         "Authenticate with `Authorization: Bearer <API key>`; devices post with their token.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.platform = owned
     errors.install(app)
     app.include_router(ingest.router)
     app.include_router(registry.router)
     app.include_router(telemetry.router)
+
+    # API docs from assets installed with the package: operators run closed networks.
+    app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="m2mhub API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
 
     metrics = CollectorRegistry()
     metrics.register(PlatformCollector(owned))
