@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -44,7 +45,8 @@ class Platform:
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
         self.pipeline = Pipeline([check_device_type, self._write, self._publish])
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Names this platform in leases: host and pid for operators, a nonce for uniqueness.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._jobs: list[asyncio.Task[None]] = []
         self.rejected = 0
 
