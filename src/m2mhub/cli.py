@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import io
 import logging
+import os
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from m2mhub.config import Settings, load_settings
@@ -46,8 +48,9 @@ app.add_typer(type_app, name="type")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: keys, tokens and commands must stay on one line to be copied from a pipe or log.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 TenantOpt = Annotated[
     str, typer.Option("--tenant", "-t", envvar="M2MHUB_TENANT", help="Tenant slug.")
@@ -120,9 +123,30 @@ def demo(
     """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
     settings = load_settings(port=port)
     _logging(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(settings, interval, duration, seed))
+    if not _port_is_free(settings.host, settings.port):
+        err.print(
+            f"[red]error:[/red] port: {settings.host}:{settings.port} is in use; "
+            "choose another with --port"
+        )
+        raise typer.Exit(2)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_demo(settings, interval, duration, seed))
+    except M2MHubError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
     out.print("demo stopped; run it again to resume with the same data")
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        # As the server will: a port in TIME_WAIT from a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 async def _demo(settings: Settings, interval: float, duration: float | None, seed: int) -> None:
@@ -364,7 +388,7 @@ def type_list(tenant: TenantOpt = "default") -> None:
 
     table = Table("name", "keys", "interval (s)", "strict", "retention (days)")
     for t in _run(work):
-        keys = ", ".join(f"{k.key}{f' [{k.unit}]' if k.unit else ''}" for k in t.keys)
+        keys = escape(", ".join(f"{k.key}{f' [{k.unit}]' if k.unit else ''}" for k in t.keys))
         table.add_row(
             t.name,
             keys,
@@ -389,9 +413,9 @@ def device_create(
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
 ) -> None:
     """Create a device and print its token (shown once)."""
-    labels = parse_labels(";".join(label or []))
 
     async def work(store: Store, registry: Registry) -> tuple[str, str]:
+        labels = parse_labels(";".join(label or []))
         t = await registry.tenant(tenant)
         device, token = await registry.create_device(
             t.id, type_name=type, name=name, device_id=id, labels=labels
@@ -430,7 +454,11 @@ def device_list(
 
 @device_app.command("rotate-token")
 def device_rotate(device_id: str, tenant: TenantOpt = "default") -> None:
-    """Issue a new token for a device; the old one stops working."""
+    """Issue a new token for a device; the old one stops working.
+
+    A running server may accept the old token for up to 10 more seconds, the time it
+    trusts a credential it has just checked.
+    """
 
     async def work(store: Store, registry: Registry) -> str:
         return await registry.rotate_token((await registry.tenant(tenant)).id, device_id)
@@ -456,12 +484,24 @@ def device_import(
         created = await registry.import_devices_csv((await registry.tenant(tenant)).id, text)
         return [(d.id, d.name, token) for d, token in created]
 
-    with out.status(f"importing {file} ..."):
-        rows = _run(work)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "name", "token"])
-    writer.writerows(rows)
-    tokens.write_text(buffer.getvalue())
-    tokens.chmod(0o600)
+    # Tokens exist only in this file once the devices are created: make sure it can be
+    # written (and is private) before creating anything, and never overwrite an old one.
+    try:
+        fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err.print(
+            f"[red]error:[/red] tokens: cannot create {tokens} ({exc.strerror}); "
+            "choose a new file with --tokens"
+        )
+        raise typer.Exit(2) from None
+    with os.fdopen(fd, "w", newline="") as handle:
+        try:
+            with out.status(f"importing {file} ..."):
+                rows = _run(work)
+        except BaseException:
+            tokens.unlink()
+            raise
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "token"])
+        writer.writerows(rows)
     out.print(f"imported {len(rows)} devices; their tokens are in {tokens}")

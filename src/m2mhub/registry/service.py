@@ -266,9 +266,12 @@ class Registry:
                 numbers.append(number)
                 rows.append((device_id, types[type_name].id, name, hash_secret(token), labels))
         existing_names = {d.name for d in await self._all_devices(tenant_id)}
-        for number, (_, _, name, _, _) in zip(numbers, rows, strict=True):
+        taken_ids = await self.store.taken_device_ids([row[0] for row in rows])
+        for number, (device_id, _, name, _, _) in zip(numbers, rows, strict=True):
             if name in existing_names:
                 errors.append(RowError(number, "name", f"a device named {name!r} already exists"))
+            if device_id in taken_ids:
+                errors.append(RowError(number, "id", f"device id {device_id!r} is taken"))
         if errors:
             raise ImportRejected(sorted(errors, key=lambda e: e.row))
         devices = await self.store.create_devices(tenant_id, rows)

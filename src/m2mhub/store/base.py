@@ -419,6 +419,15 @@ class Store(abc.ABC):
             )
         return [r[0] for r in rows]
 
+    async def taken_device_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` already name a device, in any tenant (ids are global)."""
+        taken: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(f"SELECT id FROM devices WHERE id IN ({marks})", chunk)
+            taken.update(r[0] for r in rows)
+        return taken
+
     async def device_id_for_token_hash(self, token_hash: str) -> str | None:
         row = await self._fetchone("SELECT id FROM devices WHERE token_hash = ?", (token_hash,))
         return str(row[0]) if row else None
