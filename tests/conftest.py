@@ -63,6 +63,14 @@ def new_store(backend: str, tmp_path: Path) -> tuple[Store, str | None]:
     return PostgresStore(POSTGRES_URL, schema=schema), schema
 
 
+def same_database(store: Store) -> Store:
+    """Another, unopened store on the database of ``store``: a second process's view."""
+    if isinstance(store, SqliteStore):
+        return SqliteStore(store.path)
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.url, schema=store.schema)
+
+
 def drop_schema(schema: str) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -29,6 +29,8 @@ def m2mhub_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env["M2MHUB_DATA_DIR"] = str(data_dir)
     # No m2mhub.toml from whatever directory the tests run in.
     env["M2MHUB_CONFIG"] = str(data_dir / "no-such-m2mhub.toml")
+    # The embedded MQTT broker must not collide with a broker already on 1883.
+    env["M2MHUB_MQTT_PORT"] = str(free_port())
     env.update(extra)
     return env
 

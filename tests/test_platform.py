@@ -7,16 +7,8 @@ from pathlib import Path
 from m2mhub.config import Settings
 from m2mhub.core.timeutil import now_ms
 from m2mhub.platform import Platform
-from m2mhub.store import PostgresStore, SqliteStore, Store
 from m2mhub.store.models import KeySpec
-from tests.conftest import drop_schema, new_store
-
-
-def same_database(store: Store) -> Store:
-    if isinstance(store, SqliteStore):
-        return SqliteStore(store.path)
-    assert isinstance(store, PostgresStore)
-    return PostgresStore(store.url, schema=store.schema)
+from tests.conftest import drop_schema, new_store, same_database
 
 
 async def test_retention_runs_once_across_processes(backend: str, tmp_path: Path) -> None:

@@ -36,7 +36,28 @@ class AttributesReported(msgspec.Struct, frozen=True, tag="attributes_reported")
     attributes: dict[str, Any]
 
 
-Event = ReadingsStored | AttributesReported
+class DeviceEventRaised(msgspec.Struct, frozen=True, tag="device_event"):
+    """A device reported that something happened."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    ts: int
+    kind: str
+    data: dict[str, Any]
+
+
+class ConnectionChanged(msgspec.Struct, frozen=True, tag="connection_changed"):
+    """A device's MQTT connection opened (birth) or closed (last will)."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    ts: int
+    online: bool
+
+
+Event = ReadingsStored | AttributesReported | DeviceEventRaised | ConnectionChanged
 
 
 class Subscription:

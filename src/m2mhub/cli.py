@@ -13,7 +13,6 @@ import csv
 import logging
 import os
 import random
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from m2mhub.config import Settings, load_settings
 from m2mhub.core.errors import M2MHubError
+from m2mhub.core.net import port_is_free
 from m2mhub.core.values import Role, ValueType
 from m2mhub.platform import Platform
 from m2mhub.registry.service import ImportRejected, Registry, parse_labels
@@ -99,6 +99,7 @@ def serve(
     }
     settings = load_settings(**overrides)
     _logging(settings)
+    _check_ports(settings, http=True)
     first_key = _run(_bootstrap)
     if first_key:
         out.print("empty database: created tenant [bold]default[/bold]")
@@ -123,12 +124,7 @@ def demo(
     """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
     settings = load_settings(port=port)
     _logging(settings)
-    if not _port_is_free(settings.host, settings.port):
-        err.print(
-            f"[red]error:[/red] port: {settings.host}:{settings.port} is in use; "
-            "choose another with --port"
-        )
-        raise typer.Exit(2)
+    _check_ports(settings, http=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_demo(settings, interval, duration, seed))
@@ -136,17 +132,6 @@ def demo(
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
     out.print("demo stopped; run it again to resume with the same data")
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        # As the server will: a port in TIME_WAIT from a previous run is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 async def _demo(settings: Settings, interval: float, duration: float | None, seed: int) -> None:
@@ -182,6 +167,11 @@ async def _demo(settings: Settings, interval: float, duration: float | None, see
         f"  (API docs: {url}/docs)"
     )
     out.print(f"store: {_safe_url(settings)}")
+    if platform.broker is not None:
+        out.print(
+            f"MQTT broker: mqtt://{settings.mqtt_host}:{settings.mqtt_port} "
+            "(username = device id, password = its token)"
+        )
     out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
     out.print(f"device [bold]{first_id}[/bold] token: [bold]{first_token}[/bold]")
     out.print(f"{len(devices)} simulated devices post every {interval:g} s. Try:")
@@ -208,6 +198,23 @@ async def _demo(settings: Settings, interval: float, duration: float | None, see
         sent = sum(d.sent for d in devices)
         failed = sum(d.failed for d in devices)
         out.print(f"fleet sent {sent} reports, {failed} failed")
+
+
+def _check_ports(settings: Settings, *, http: bool) -> None:
+    """Say which setting to change when a port this process needs is taken."""
+    taken = []
+    if http and not port_is_free(settings.host, settings.port):
+        taken.append(f"port: {settings.host}:{settings.port} is in use; choose another with --port")
+    embedded = settings.mqtt_enabled and not settings.mqtt_url and "ingest" in settings.role_set()
+    if embedded and not port_is_free(settings.mqtt_host, settings.mqtt_port):
+        taken.append(
+            f"mqtt_port: {settings.mqtt_host}:{settings.mqtt_port} is in use (another MQTT "
+            "broker?); set M2MHUB_MQTT_PORT to a free port, or M2MHUB_MQTT_URL to use that broker"
+        )
+    for problem in taken:
+        err.print(f"[red]error:[/red] {problem}")
+    if taken:
+        raise typer.Exit(2)
 
 
 async def _bootstrap(store: Store, registry: Registry) -> str | None:

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     roles: str = Field(
-        "all", description="Comma-separated roles this process runs: api, scheduler or all."
+        "all", description="Comma-separated roles this process runs: api, ingest, scheduler or all."
     )
     max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
     max_batch_readings: int = Field(10_000, description="Most readings in one posted batch.")
@@ -47,6 +47,29 @@ class Settings(BaseSettings):
     rollup_1h_retention_days: int = Field(0, description="Days of 1-hour rollups kept; 0 = all.")
     offline_factor: float = Field(
         2.0, description="A device is offline after this many report intervals of silence."
+    )
+    mqtt_enabled: bool = Field(True, description="Run the MQTT transport (ingest role).")
+    mqtt_url: str = Field(
+        "",
+        description="External broker, e.g. mqtt://127.0.0.1:1883 or mqtts://host:8883; "
+        "empty starts the embedded broker.",
+    )
+    mqtt_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
+    mqtt_port: int = Field(1883, description="Port the embedded broker listens on.")
+    mqtt_username: str = Field("", description="The platform's user at an external broker.")
+    mqtt_password: str = Field("", description="The platform's password at an external broker.")
+    mqtt_ca_file: str = Field("", description="CA certificate to verify an mqtts:// broker.")
+    mqtt_shared_group: str = Field(
+        "m2mhub", description="Shared-subscription group of ingest processes ($share/<group>/...)."
+    )
+    mqtt_client_id: str = Field(
+        "",
+        description="Client id of this process's subscriber (stable across restarts, unique "
+        "per process); empty means m2mhub-<hostname>.",
+    )
+    mqtt_max_payload_bytes: int = Field(262_144, description="Largest accepted MQTT payload.")
+    mqtt_device_rate: float = Field(
+        50.0, description="Messages per second one device may publish (a burst of 5x is allowed)."
     )
     log_level: str = "INFO"
 
@@ -74,7 +97,7 @@ class Settings(BaseSettings):
     def role_set(self) -> set[str]:
         """The roles this process runs."""
         roles = {r.strip() for r in self.roles.split(",") if r.strip()}
-        return {"api", "scheduler"} if "all" in roles else roles
+        return {"api", "ingest", "scheduler"} if "all" in roles else roles
 
 
 def load_settings(**overrides: Any) -> Settings:

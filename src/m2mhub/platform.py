@@ -17,8 +17,16 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from m2mhub.bus import AttributesReported, Bus, ReadingsStored
+from m2mhub.bus import (
+    AttributesReported,
+    Bus,
+    ConnectionChanged,
+    DeviceEventRaised,
+    ReadingsStored,
+)
 from m2mhub.config import Settings
+from m2mhub.connect.mqtt.embedded import EmbeddedBroker
+from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport, embedded_address
 from m2mhub.core.timeutil import now_ms
 from m2mhub.ingest.batching import BatchWriter
 from m2mhub.ingest.payload import Limits
@@ -49,11 +57,21 @@ class Platform:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._jobs: list[asyncio.Task[None]] = []
         self.rejected = 0
+        self.broker: EmbeddedBroker | None = None
+        self.mqtt: MqttTransport | None = None
 
     async def __aenter__(self) -> Platform:
         await self.store.open()
         await self.store.migrate()
         await self.writer.start()
+        try:
+            if "ingest" in self.settings.role_set() and self.settings.mqtt_enabled:
+                await self._start_mqtt()
+        except BaseException:
+            await self._stop_mqtt()
+            await self.writer.stop()
+            await self.store.close()
+            raise
         if "scheduler" in self.settings.role_set():
             self._jobs = [
                 asyncio.create_task(self._every(self.settings.rollup_interval_s, self.run_rollups)),
@@ -71,8 +89,42 @@ class Platform:
         for job in self._jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+        await self._stop_mqtt()
         await self.writer.stop()
         await self.store.close()
+
+    async def _start_mqtt(self) -> None:
+        settings = self.settings
+        if settings.mqtt_url:
+            address = BrokerAddress.from_url(
+                settings.mqtt_url,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password,
+                ca_file=settings.mqtt_ca_file,
+                shared_group=settings.mqtt_shared_group,
+            )
+        else:
+            self.broker = EmbeddedBroker(
+                self.registry, host=settings.mqtt_host, port=settings.mqtt_port
+            )
+            await self.broker.start()
+            address = embedded_address(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                self.broker.service_user,
+                self.broker.service_secret,
+            )
+        client_id = settings.mqtt_client_id or f"m2mhub-{socket.gethostname()}"
+        self.mqtt = MqttTransport(self, address, client_id=client_id)
+        await self.mqtt.start()
+
+    async def _stop_mqtt(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+            self.mqtt = None
+        if self.broker is not None:
+            await self.broker.stop()
+            self.broker = None
 
     # -- ingest stages owned by the platform --------------------------------------
 
@@ -99,6 +151,25 @@ class Platform:
         ts = now_ms()
         await self.store.write_attributes(device.pk, ts, attributes)
         self.bus.publish(AttributesReported(device.tenant_id, device.pk, device.id, ts, attributes))
+
+    async def record_events(
+        self, device: Device, events: list[tuple[int, str, dict[str, Any]]]
+    ) -> int:
+        """Store events a device raised and announce the new ones; returns how many were new."""
+        new = 0
+        for ts, kind, data in events:
+            if await self.store.write_event(device.pk, ts, kind, data):
+                new += 1
+                self.bus.publish(
+                    DeviceEventRaised(device.tenant_id, device.pk, device.id, ts, kind, data)
+                )
+        return new
+
+    async def set_connection(self, device: Device, online: bool) -> None:
+        """Record a device's connection state (MQTT birth and last will) and announce it."""
+        ts = now_ms()
+        await self.store.set_connected(device.pk, online, ts)
+        self.bus.publish(ConnectionChanged(device.tenant_id, device.pk, device.id, ts, online))
 
     # -- periodic jobs ----------------------------------------------------------------
 

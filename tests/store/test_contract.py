@@ -9,9 +9,10 @@ import pytest
 
 from m2mhub.core.errors import ConflictError, NotFoundError
 from m2mhub.core.values import Role
-from m2mhub.store import PostgresStore, Segment, SqliteStore, Store
+from m2mhub.store import Segment, Store
 from m2mhub.store.base import HOUR_MS, MINUTE_MS
 from m2mhub.store.models import Device, KeySpec, Tenant
+from tests.conftest import same_database
 
 T0 = 1_764_000_000_000 - 1_764_000_000_000 % HOUR_MS  # an hour boundary in 2025
 
@@ -319,14 +320,7 @@ async def test_two_processes_recomputing_the_same_hours(store: Store, tenant: Te
     await store.write_readings(
         [(device.pk, T0 + i * 1000, {"temp": float(i)}) for i in range(7200)]
     )
-    other = (
-        SqliteStore(store.path)
-        if isinstance(store, SqliteStore)
-        else PostgresStore(
-            store.url,
-            schema=store.schema,  # type: ignore[attr-defined]
-        )
-    )
+    other = same_database(store)
     async with other:
         await asyncio.gather(store.refresh_rollups(), other.refresh_rollups())
     assert await store.pending_rollups() == 0

@@ -73,6 +73,10 @@ def device_out(
         created=device.created_ms,
         last_seen=device.last_seen_ms,
         status=platform.registry.status(device, device_type, now=now).value,
+        connected=device.connected,
+        rejected=device.rejected,
+        last_error=device.last_error,
+        last_error_at=device.last_error_ms,
     )
 
 

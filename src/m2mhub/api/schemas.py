@@ -61,6 +61,12 @@ class DeviceOut(BaseModel):
     created: int
     last_seen: int | None
     status: str
+    connected: bool | None = Field(
+        None, description="MQTT connection state from birth/last will; null if never reported."
+    )
+    rejected: int = Field(0, description="Messages from this device refused as invalid.")
+    last_error: str | None = None
+    last_error_at: int | None = None
 
 
 class DeviceCreated(DeviceOut):
@@ -164,6 +170,17 @@ class RetentionIn(Strict):
 class IngestResult(BaseModel):
     accepted_readings: int
     accepted_values: int
+
+
+class EventOut(BaseModel):
+    ts: int
+    kind: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
 
 
 class LatestValue(BaseModel):

@@ -14,7 +14,13 @@ from fastapi.responses import StreamingResponse
 from m2mhub.api.deps import PlatformDep, Viewer
 from m2mhub.api.pagination import decode_cursor, encode_cursor
 from m2mhub.api.registry import types_by_id
-from m2mhub.api.schemas import AggregateOut, DeviceLatest, HistoryPage, StatusSummary
+from m2mhub.api.schemas import (
+    AggregateOut,
+    DeviceLatest,
+    EventPage,
+    HistoryPage,
+    StatusSummary,
+)
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import format_ms, now_ms, parse_duration, parse_time
 from m2mhub.core.values import Value
@@ -213,6 +219,36 @@ async def asset_history(
     first, last = _range(platform, start, to)
     segments = await _asset_segments(platform, who.tenant_id, name, first, last)
     return await _history(platform, segments, _keys(keys), limit, cursor, order == "desc")
+
+
+@router.get("/devices/{device_id}/events", response_model=EventPage)
+async def device_events(
+    device_id: str,
+    who: Viewer,
+    platform: PlatformDep,
+    kind: Annotated[str | None, Query(description="Only events of this kind.")] = None,
+    start: From = "-7d",
+    to: To = "now",
+    limit: Limit = 100,
+    cursor: str | None = None,
+    order: Order = "desc",
+) -> Response:
+    """Events the device raised, newest first by default, a page at a time."""
+    device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
+    first, last = _range(platform, start, to)
+    after = tuple(decode_cursor(cursor, tuple[int, str])) if cursor else None
+    events = await platform.store.events(
+        device.pk,
+        first,
+        last,
+        kind=kind,
+        after=after,
+        limit=limit,
+        descending=order == "desc",
+    )
+    items = [{"ts": e.ts, "kind": e.kind, "data": e.data} for e in events]
+    next_cursor = encode_cursor([events[-1].ts, events[-1].kind]) if len(events) == limit else None
+    return _json({"items": items, "next_cursor": next_cursor})
 
 
 # -- aggregates ------------------------------------------------------------------------

@@ -77,6 +77,8 @@ class Registry:
         self.offline_factor = offline_factor
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._devices: dict[tuple[str, str], tuple[float, Device]] = {}
+        self._by_id: dict[str, tuple[float, Device]] = {}
+        self._types: dict[int, tuple[float, DeviceType]] = {}
 
     # -- tenants and credentials -------------------------------------------------
 
@@ -325,12 +327,36 @@ class Registry:
                 ) from None
             raise
 
+    async def device(self, device_id: str) -> Device:
+        """A device by id for transports that authenticated it already (cached briefly)."""
+        cached = self._by_id.get(device_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        device = await self.store.get_device(device_id)
+        self._by_id[device_id] = (time.monotonic() + _AUTH_CACHE_S, device)
+        return device
+
+    async def device_type_of(self, device: Device) -> DeviceType:
+        """The type of ``device`` (cached briefly: types change rarely)."""
+        cached = self._types.get(device.type_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        device_type = await self.store.get_device_type(device.tenant_id, type_id=device.type_id)
+        self._types[device.type_id] = (time.monotonic() + _AUTH_CACHE_S, device_type)
+        return device_type
+
     def status(
         self, device: Device, device_type: DeviceType, *, now: int | None = None
     ) -> DeviceStatus:
-        """Online while the device was heard from within ``offline_factor`` report intervals."""
+        """Online while the device was heard from within ``offline_factor`` report intervals.
+
+        A device whose MQTT connection closed (its last will, or its own
+        "offline") is offline at once.
+        """
         if device.last_seen_ms is None:
             return DeviceStatus.NEVER_SEEN
+        if device.connected is False:
+            return DeviceStatus.OFFLINE
         window = device_type.report_interval_s * 1000 * self.offline_factor
         current = now if now is not None else now_ms()
         return (

@@ -23,6 +23,7 @@ from m2mhub.store.models import (
     Assignment,
     Bucket,
     Device,
+    DeviceEvent,
     DeviceType,
     Group,
     KeySpec,
@@ -322,8 +323,8 @@ class Store(abc.ABC):
     # -- devices ---------------------------------------------------------------
 
     _DEVICE = (
-        "SELECT pk, id, tenant_id, type_id, name, token_hash, created_ms, last_seen_ms, labels "
-        "FROM devices"
+        "SELECT pk, id, tenant_id, type_id, name, token_hash, created_ms, last_seen_ms, labels, "
+        "connected, rejected, last_error, last_error_ms FROM devices"
     )
 
     async def create_devices(
@@ -403,7 +404,8 @@ class Store(abc.ABC):
             params.append(after_name)  # type: ignore[arg-type]
         sql = (
             "SELECT d.pk, d.id, d.tenant_id, d.type_id, d.name, d.token_hash, d.created_ms, "
-            f"d.last_seen_ms, d.labels FROM devices d{join} WHERE {' AND '.join(where)} "
+            "d.last_seen_ms, d.labels, d.connected, d.rejected, d.last_error, d.last_error_ms "
+            f"FROM devices d{join} WHERE {' AND '.join(where)} "
             f"ORDER BY d.name LIMIT {int(limit)}"
         )
         return [_device(r) for r in await self._fetchall(sql, params)]
@@ -443,6 +445,7 @@ class Store(abc.ABC):
         async with self.transaction() as tx:
             for table in (
                 "telemetry",
+                "events",
                 "latest",
                 "attributes",
                 "rollup_1m",
@@ -453,6 +456,68 @@ class Store(abc.ABC):
             ):
                 await tx.execute(f"DELETE FROM {table} WHERE device_pk = ?", (device_pk,))
             await tx.execute("DELETE FROM devices WHERE pk = ?", (device_pk,))
+
+    async def set_connected(self, device_pk: int, connected: bool, at_ms: int) -> None:
+        """Record a device's connection state (MQTT birth or last will)."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE devices SET connected = ? WHERE pk = ?", (connected, device_pk)
+            )
+            if connected:
+                await tx.execute(
+                    "UPDATE devices SET last_seen_ms = ? WHERE pk = ? "
+                    "AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
+                    (at_ms, device_pk, at_ms),
+                )
+
+    async def add_rejections(self, rejections: Sequence[tuple[int, int, str, int]]) -> None:
+        """Add (device_pk, count, last error, at_ms) to the devices' rejected-message counters."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "UPDATE devices SET rejected = rejected + ?, last_error = ?, last_error_ms = ? "
+                "WHERE pk = ?",
+                [(count, error[:500], at, pk) for pk, count, error, at in rejections],
+            )
+
+    # -- events ----------------------------------------------------------------
+
+    async def write_event(self, device_pk: int, ts: int, kind: str, data: dict[str, Any]) -> bool:
+        """Store an event; False if the same (device, ts, kind) was already stored."""
+        async with self.transaction() as tx:
+            inserted = await tx.execute(
+                "INSERT INTO events (device_pk, ts, kind, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (device_pk, ts, kind, msgspec.json.encode(data).decode()),
+            )
+        return inserted > 0
+
+    async def events(
+        self,
+        device_pk: int,
+        start: int,
+        end: int,
+        *,
+        kind: str | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+        descending: bool = True,
+    ) -> list[DeviceEvent]:
+        """A device's events in [start, end), newest first by default, a page at a time."""
+        where = ["device_pk = ?", "ts >= ?", "ts < ?"]
+        params: list[Any] = [device_pk, start, end]
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if after is not None:
+            where.append(f"(ts, kind) {'<' if descending else '>'} (?, ?)")
+            params += list(after)
+        order = "DESC" if descending else "ASC"
+        rows = await self._fetchall(
+            f"SELECT ts, kind, data FROM events WHERE {' AND '.join(where)} "
+            f"ORDER BY ts {order}, kind {order} LIMIT {int(limit)}",
+            params,
+        )
+        return [DeviceEvent(device_pk, ts, k, msgspec.json.decode(d)) for ts, k, d in rows]
 
     # -- groups ----------------------------------------------------------------
 
@@ -991,7 +1056,22 @@ def _device_type(row: Row) -> DeviceType:
 
 def _device(row: Row) -> Device:
     labels = msgspec.json.decode(row[8], type=dict[str, str]) if row[8] else {}
-    return Device(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], labels)
+    connected = None if row[9] is None else bool(row[9])
+    return Device(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        labels,
+        connected,
+        int(row[10]),
+        row[11],
+        row[12],
+    )
 
 
 def _asset(row: Row) -> Asset:

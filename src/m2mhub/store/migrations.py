@@ -151,6 +151,20 @@ SQLITE: Final[list[str]] = [
         expires_ms INTEGER NOT NULL
     );
     """,
+    # 3: device events, connection state, rejected-message counters
+    """
+    CREATE TABLE events (
+        device_pk INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (device_pk, ts, kind)
+    ) WITHOUT ROWID;
+    ALTER TABLE devices ADD COLUMN connected INTEGER;
+    ALTER TABLE devices ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN last_error TEXT;
+    ALTER TABLE devices ADD COLUMN last_error_ms INTEGER;
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -290,5 +304,18 @@ POSTGRES: Final[list[str]] = [
         holder TEXT NOT NULL,
         expires_ms BIGINT NOT NULL
     );
+    """,
+    """
+    CREATE TABLE events (
+        device_pk BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (device_pk, ts, kind)
+    );
+    ALTER TABLE devices ADD COLUMN connected BOOLEAN;
+    ALTER TABLE devices ADD COLUMN rejected BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN last_error TEXT;
+    ALTER TABLE devices ADD COLUMN last_error_ms BIGINT;
     """,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -74,6 +75,19 @@ class Device(msgspec.Struct, frozen=True):
     created_ms: int
     last_seen_ms: int | None
     labels: dict[str, str] = {}
+    connected: bool | None = None  # None: never reported a connection state (e.g. HTTP)
+    rejected: int = 0  # messages refused as invalid, all transports
+    last_error: str | None = None
+    last_error_ms: int | None = None
+
+
+class DeviceEvent(msgspec.Struct, frozen=True):
+    """Something a device reported as having happened."""
+
+    device_pk: int
+    ts: int
+    kind: str
+    data: dict[str, Any]
 
 
 class Group(msgspec.Struct, frozen=True):

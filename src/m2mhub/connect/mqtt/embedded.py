@@ -1,0 +1,159 @@
+"""The embedded broker: amqtt in the platform's process, checking m2mhub's credentials.
+
+A device connects with username = its device id and password = its token, and
+may publish and subscribe only under ``m2m/{its id}/``. The platform's own
+subscriber uses a service account whose secret is made fresh at every start.
+
+amqtt is fine for a laptop, a demo and small fleets (a few thousand messages
+per second); production fleets use an external broker (docs/mqtt.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Final
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from m2mhub.connect.mqtt.topics import is_own_topic
+from m2mhub.core.errors import AuthError, M2MHubError
+from m2mhub.core.net import port_is_free
+from m2mhub.registry.service import Registry
+
+log = logging.getLogger(__name__)
+
+SERVICE_USER_PREFIX: Final = "m2mhub-service-"
+
+# amqtt builds plugins from dotted class names and a config dict; live objects
+# reach them through this table, keyed by a name that travels in the config.
+_GATES: dict[str, _Gate] = {}
+
+
+class _Gate:
+    """Decides who may connect and which topics they may use."""
+
+    def __init__(self, registry: Registry, service_user: str, service_secret: str) -> None:
+        self.registry = registry
+        self.service_user = service_user
+        self.service_secret = service_secret
+
+    async def admits(self, username: str | None, password: str | None) -> bool:
+        if not username or password is None:
+            return False
+        if username == self.service_user:
+            return hmac.compare_digest(password, self.service_secret)
+        try:
+            await self.registry.authenticate_device(username, password)
+        except AuthError:
+            log.info("MQTT connection refused for %r: unknown device or wrong token", username)
+            return False
+        return True
+
+    def allows(self, username: str | None, topic: str | None) -> bool:
+        if not username or not topic:
+            return False
+        return username == self.service_user or is_own_topic(username, topic)
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):
+    """amqtt authentication by device id and token."""
+
+    @dataclass
+    class Config:
+        gate: str = ""
+
+    async def authenticate(self, *, session: Session) -> bool:
+        gate = _GATES.get(self.config.gate)
+        password = session.password
+        if isinstance(password, bytes | bytearray):
+            password = password.decode(errors="replace")
+        return gate is not None and await gate.admits(session.username, password)
+
+
+class DeviceTopicPlugin(BaseTopicPlugin):
+    """amqtt topic ACL: a device publishes, subscribes and receives under its own prefix."""
+
+    @dataclass
+    class Config:
+        gate: str = ""
+
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool:
+        gate = _GATES.get(self.config.gate)
+        allowed = gate is not None and gate.allows(session.username if session else None, topic)
+        if not allowed and action != Action.RECEIVE:
+            log.info(
+                "MQTT %s refused for %r on %r",
+                action.value if action else "access",
+                session.username if session else None,
+                topic,
+            )
+        return allowed
+
+
+class _Broker(Broker):
+    """amqtt's broker, made to keep the QoS 1 messages it has acknowledged.
+
+    amqtt 0.12 acknowledges a QoS 1 PUBLISH as soon as it queues it for
+    delivery, then drops whatever is still queued when the publisher
+    disconnects: a device that publishes a burst and hangs up loses the tail.
+    After the client's loop ends, deliver what is left.
+    """
+
+    async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
+        await super()._client_message_loop(client_session, handler)
+        queue = client_session.delivered_message_queue
+        while not queue.empty():
+            delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            delivered.set_result(queue.get_nowait())
+            await self._handle_message_delivery(client_session, handler, delivered)
+
+
+class EmbeddedBroker:
+    """An MQTT broker inside the platform process, on ``host:port``."""
+
+    def __init__(self, registry: Registry, *, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.service_user = SERVICE_USER_PREFIX + secrets.token_hex(4)
+        self.service_secret = secrets.token_urlsafe(32)
+        self._gate_name = secrets.token_hex(8)
+        self._gate = _Gate(registry, self.service_user, self.service_secret)
+        self._broker: Broker | None = None
+
+    async def start(self) -> None:
+        if not port_is_free(self.host, self.port):
+            raise M2MHubError(
+                f"mqtt_port: {self.host}:{self.port} is in use (another MQTT broker?); set "
+                "M2MHUB_MQTT_PORT to a free port, or M2MHUB_MQTT_URL to use that broker",
+                field="mqtt_port",
+            )
+        _GATES[self._gate_name] = self._gate
+        config: dict[str, Any] = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {
+                f"{__name__}.DeviceAuthPlugin": {"gate": self._gate_name},
+                f"{__name__}.DeviceTopicPlugin": {"gate": self._gate_name},
+            },
+        }
+        self._broker = _Broker(config)
+        await self._broker.start()
+        log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None
+        _GATES.pop(self._gate_name, None)

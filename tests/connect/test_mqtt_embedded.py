@@ -1,0 +1,301 @@
+"""MQTT through the embedded broker, with real clients: mosquitto_pub/sub and paho."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as paho
+import pytest
+
+from m2mhub.api.app import create_app
+from m2mhub.config import Settings
+from m2mhub.core.errors import M2MHubError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.core.values import Role
+from m2mhub.platform import Platform
+from m2mhub.store.models import KeySpec
+from tests.conftest import drop_schema, free_port, new_store
+
+DEADLINE_S = 10.0
+
+
+@dataclass
+class Hub:
+    platform: Platform
+    client: httpx.AsyncClient
+    admin: dict[str, str]
+    port: int
+    tokens: dict[str, str]
+
+    async def device(self, name: str) -> str:
+        tenant = await self.platform.store.get_tenant("acme")
+        assert tenant is not None
+        device, token = await self.platform.registry.create_device(
+            tenant.id, type_name="sensor", name=name, device_id=name
+        )
+        self.tokens[device.id] = token
+        return device.id
+
+    async def points(self, device_id: str) -> int:
+        device = await self.platform.store.get_device(device_id)
+        return await self.platform.store.count_points(device.pk)
+
+    def pub(self, device_id: str, topic: str, payload: str, *, token: str | None = None) -> int:
+        """mosquitto_pub at QoS 1 as ``device_id``; its exit code."""
+        return subprocess.run(
+            [
+                "mosquitto_pub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-q",
+                "1",
+                "-i",
+                device_id,
+                "-u",
+                device_id,
+                "-P",
+                token or self.tokens[device_id],
+                "-t",
+                topic,
+                "-m",
+                payload,
+            ],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        ).returncode
+
+    async def paho(self, device_id: str, **will: object) -> paho.Client:
+        """A connected paho client (its network loop in a thread of its own)."""
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=device_id)
+        client.username_pw_set(device_id, self.tokens[device_id])
+        if will:
+            client.will_set(**will)  # type: ignore[arg-type]
+        connected = threading.Event()
+        client.on_connect = lambda *args: connected.set()
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        # The broker runs on this event loop: wait in a thread, never block the loop.
+        assert await asyncio.to_thread(connected.wait, DEADLINE_S), "no CONNACK"
+        return client
+
+
+async def published(info: paho.MQTTMessageInfo) -> None:
+    """Wait for the broker's PUBACK without blocking the loop the broker runs on."""
+    await asyncio.to_thread(info.wait_for_publish, DEADLINE_S)
+    assert info.is_published()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds, failing after DEADLINE_S."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {DEADLINE_S} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def hub(backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    port = free_port()
+    settings = Settings(data_dir=tmp_path, roles="api,ingest", mqtt_port=port, mqtt_device_rate=50)
+    store, schema = new_store(backend, tmp_path)
+    try:
+        async with Platform(settings, store=store) as platform:
+            tenant = await platform.registry.create_tenant("acme")
+            await platform.registry.create_device_type(
+                tenant.id, "sensor", [KeySpec("temp")], report_interval_s=60
+            )
+            _, key = await platform.registry.create_api_key(tenant.id, "admin", Role.ADMIN)
+            app = create_app(settings, platform=platform)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+                yield Hub(platform, client, {"Authorization": f"Bearer {key}"}, port, {})
+    finally:
+        if schema:
+            drop_schema(schema)
+
+
+async def test_telemetry_in_every_shape(hub: Hub) -> None:
+    await hub.device("d1")
+    now = now_ms()
+    topic = "m2m/d1/telemetry"
+    assert (
+        await asyncio.to_thread(
+            hub.pub, "d1", topic, json.dumps({"ts": now - 5000, "values": {"temp": 1.5}})
+        )
+        == 0
+    )
+    assert await asyncio.to_thread(hub.pub, "d1", topic, '{"temp": 2.5, "door": true}') == 0
+    batch = [{"ts": now - 60_000 * i, "values": {"temp": float(i)}} for i in range(1, 11)]
+    assert await asyncio.to_thread(hub.pub, "d1", topic, json.dumps(batch)) == 0
+    # The broker acknowledges the publisher; the platform acknowledges the broker once
+    # it has stored the message. Storing happens shortly after mosquitto_pub returns.
+    await eventually(lambda: has_points(hub, "d1", 13), "13 values stored")
+    latest = (await hub.client.get("/api/v1/devices/d1/latest", headers=hub.admin)).json()
+    assert latest["values"]["door"]["value"] is True
+    # A re-sent batch (a device retrying) is not stored twice; one new reading rides
+    # along in the same message, so once it is stored the whole message was handled.
+    resent = [*batch, {"ts": now, "values": {"temp": 0.0}}]
+    assert await asyncio.to_thread(hub.pub, "d1", topic, json.dumps(resent)) == 0
+    await eventually(lambda: has_points(hub, "d1", 14), "only the new value added")
+
+
+async def has_points(hub: Hub, device_id: str, count: int) -> bool:
+    return await hub.points(device_id) == count
+
+
+async def test_wrong_token_and_unknown_device_are_refused(hub: Hub) -> None:
+    await hub.device("d1")
+    refused = await asyncio.to_thread(
+        hub.pub, "d1", "m2m/d1/telemetry", '{"t": 1}', token="m2d_wrong"
+    )
+    assert refused != 0
+    hub.tokens["ghost"] = hub.tokens["d1"]
+    assert await asyncio.to_thread(hub.pub, "ghost", "m2m/ghost/telemetry", '{"t": 1}') != 0
+    assert await hub.points("d1") == 0
+
+
+async def test_a_device_cannot_publish_or_subscribe_as_another(hub: Hub) -> None:
+    await hub.device("d1")
+    await hub.device("d2")
+    received: list[str] = []
+    spy = await hub.paho("d1")
+    try:
+        granted: list[int] = []
+        subscribed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_subscribe(
+            client: paho.Client, userdata: object, mid: int, codes: list, props: object
+        ) -> None:
+            granted.extend(c.value for c in codes)
+            loop.call_soon_threadsafe(subscribed.set)
+
+        spy.on_subscribe = on_subscribe
+        spy.on_message = lambda c, u, m: received.append(m.topic)
+        spy.subscribe([("m2m/d2/#", 1), ("m2m/d1/#", 1)])
+        await asyncio.wait_for(subscribed.wait(), DEADLINE_S)
+        assert granted[0] >= 0x80 and granted[1] < 0x80  # the other's refused, its own granted
+        # d1 publishes into d2's topic, then into its own, on one connection (in order).
+        # (The broker does not acknowledge the refused message, so do not wait for it.)
+        spy.publish("m2m/d2/telemetry", '{"temp": 99}', qos=1)
+        await published(spy.publish("m2m/d1/telemetry", '{"temp": 1}', qos=1))
+
+        async def own_stored() -> bool:
+            return await hub.points("d1") == 1
+
+        await eventually(own_stored, "d1's own reading stored")
+        assert await hub.points("d2") == 0
+        # What d2 publishes does not reach d1's subscription.
+        assert await asyncio.to_thread(hub.pub, "d2", "m2m/d2/telemetry", '{"temp": 5}') == 0
+        await eventually(lambda: has_points(hub, "d2", 1), "d2's own reading stored")
+        assert "m2m/d2/telemetry" not in received
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+
+
+async def test_attributes_events_and_status(hub: Hub) -> None:
+    await hub.device("d1")
+    will = {"topic": "m2m/d1/status", "payload": "offline", "qos": 1, "retain": True}
+    device = await hub.paho("d1", **will)
+    try:
+        await published(device.publish("m2m/d1/status", "online", qos=1, retain=True))
+        await published(device.publish("m2m/d1/attributes", json.dumps({"fw": "2.1"}), qos=1))
+        event = {"kind": "door_forced", "data": {"door": 3}}
+        await published(device.publish("m2m/d1/events", json.dumps(event), qos=1))
+
+        async def all_seen() -> bool:
+            shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+            events = (await hub.client.get("/api/v1/devices/d1/events", headers=hub.admin)).json()
+            return shown["connected"] is True and len(events["items"]) == 1
+
+        await eventually(all_seen, "status and event recorded")
+        shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+        assert shown["status"] == "online"
+        events = (await hub.client.get("/api/v1/devices/d1/events", headers=hub.admin)).json()
+        assert events["items"][0]["kind"] == "door_forced" and events["items"][0]["data"] == {
+            "door": 3
+        }
+        attributes = (
+            await hub.client.get("/api/v1/devices/d1/attributes", headers=hub.admin)
+        ).json()
+        assert attributes["fw"]["value"] == "2.1"
+    finally:
+        device.loop_stop()
+        device.socket().close()  # a lost connection, not a clean disconnect: the will fires
+
+    async def offline() -> bool:
+        shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+        return shown["connected"] is False and shown["status"] == "offline"
+
+    await eventually(offline, "last will marks the device offline")
+
+
+async def test_malformed_payloads_are_counted_per_device(hub: Hub) -> None:
+    await hub.device("d1")
+    await hub.device("d2")
+    for payload in ("{not json", '{"temp": "hot"}', '{"temp": null}'):
+        assert await asyncio.to_thread(hub.pub, "d1", "m2m/d1/telemetry", payload) == 0
+    # Ingestion goes on for the others.
+    assert await asyncio.to_thread(hub.pub, "d2", "m2m/d2/telemetry", '{"temp": 1}') == 0
+    await eventually(lambda: has_points(hub, "d2", 1), "d2's reading stored")
+
+    async def counted() -> bool:
+        shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+        return shown["rejected"] == 3
+
+    await eventually(counted, "three rejected messages on d1")
+    shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+    assert "temp" in shown["last_error"] and shown["last_error_at"] is not None
+    assert await hub.points("d1") == 0
+
+
+async def test_a_flooding_device_is_limited(hub: Hub) -> None:
+    await hub.device("d1")
+    flooder = await hub.paho("d1")
+    base = now_ms()  # one base: each message a distinct timestamp, none deduplicated
+    try:
+        sent = [
+            flooder.publish(
+                "m2m/d1/telemetry", json.dumps({"ts": base - i, "values": {"temp": i}}), qos=1
+            )
+            for i in range(600)
+        ]
+        await asyncio.to_thread(lambda: [m.wait_for_publish(DEADLINE_S) for m in sent])
+    finally:
+        flooder.loop_stop()
+        flooder.disconnect()
+
+    async def accounted() -> bool:
+        shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+        return await hub.points("d1") + shown["rejected"] == 600
+
+    await eventually(accounted, "every message stored or counted as rejected")
+    stored = await hub.points("d1")
+    assert 0 < stored < 600
+
+
+async def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        settings = Settings(data_dir=tmp_path, roles="ingest", mqtt_port=port)
+        with pytest.raises(M2MHubError) as caught:
+            async with Platform(settings):
+                pass
+    assert caught.value.field == "mqtt_port"
+    assert "M2MHUB_MQTT_PORT" in caught.value.message
