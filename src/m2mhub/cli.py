@@ -62,9 +62,18 @@ def main() -> None:
     app()
 
 
+def _settings(**overrides: Any) -> Settings:
+    """The settings, or a plain message naming the one that is wrong."""
+    try:
+        return load_settings(**overrides)
+    except M2MHubError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
 def _run(work: Callable[[Store, Registry], Awaitable[T]]) -> T:
     """Open the configured store, run ``work``, and report m2mhub errors plainly."""
-    settings = load_settings()
+    settings = _settings()
 
     async def go() -> T:
         async with open_store(settings.resolved_database_url()) as store:
@@ -97,7 +106,7 @@ def serve(
     overrides: dict[str, Any] = {
         k: v for k, v in {"host": host, "port": port, "roles": roles}.items() if v
     }
-    settings = load_settings(**overrides)
+    settings = _settings(**overrides)
     _logging(settings)
     _check_ports(settings, http=True)
     first_key = _run(_bootstrap)
@@ -116,13 +125,15 @@ def serve(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the demo server.")] = 8080,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the demo server (default: the port setting, 8080).")
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between device reports.")] = 5.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated fleet.")] = 1,
 ) -> None:
     """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
-    settings = load_settings(port=port)
+    settings = _settings(**({"port": port} if port else {}))
     _logging(settings)
     _check_ports(settings, http=True)
     try:

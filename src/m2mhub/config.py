@@ -7,16 +7,19 @@ working directory, if present). Keys are the field names below, lower case.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from m2mhub.core.errors import M2MHubError
 
 
 class Settings(BaseSettings):
@@ -100,6 +103,42 @@ class Settings(BaseSettings):
         return {"api", "ingest", "scheduler"} if "all" in roles else roles
 
 
+ROLES: Final = frozenset({"all", "api", "ingest", "scheduler"})
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and TOML file, with explicit overrides on top."""
-    return Settings(**overrides)
+    """Settings from the environment and TOML file, with explicit overrides on top.
+
+    Mistakes are reported as :class:`M2MHubError` naming the setting: a named
+    config file that does not exist, a TOML key that is not a setting, a value
+    of the wrong type, an unknown role.
+    """
+    named = os.environ.get("M2MHUB_CONFIG")
+    path = Path(named or "m2mhub.toml")
+    if named and not path.is_file():
+        raise M2MHubError(f"M2MHUB_CONFIG: {path} does not exist", field="config")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise M2MHubError(f"{path}: not valid TOML: {exc}", field="config") from None
+        unknown = sorted(set(data) - set(Settings.model_fields))
+        if unknown:
+            raise M2MHubError(
+                f"{path}: {unknown[0]!r} is not a setting (see docs/configuration.md)",
+                field=unknown[0],
+            )
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise M2MHubError(f"{name} (M2MHUB_{name.upper()}): {first['msg']}", field=name) from None
+    unknown_roles = settings.role_set() - ROLES
+    if unknown_roles:
+        raise M2MHubError(
+            f"roles (M2MHUB_ROLES): unknown role {sorted(unknown_roles)[0]!r}; use api, ingest, "
+            "scheduler or all",
+            field="roles",
+        )
+    return settings

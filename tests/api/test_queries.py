@@ -246,3 +246,17 @@ async def test_status_summary(api: Api) -> None:
     )
     summary = (await api.client.get("/api/v1/status", headers=api.admin)).json()
     assert summary == {"online": 1, "offline": 1, "never_seen": 1}
+
+
+async def test_assignment_periods_of_a_device_do_not_overlap(api: Api) -> None:
+    t0 = await setup_fleet(api)
+    await api.client.post("/api/v1/assets", json={"name": "pump"}, headers=api.admin)
+    url = "/api/v1/assets/pump/assignments"
+    assert (
+        await api.client.post(url, json={"device": "a", "at": t0}, headers=api.admin)
+    ).status_code == 201
+    await api.client.delete(f"{url}/a?at={t0 + HOUR}", headers=api.admin)
+    again = await api.client.post(url, json={"device": "a", "at": t0}, headers=api.admin)
+    assert again.status_code == 409 and again.json()["error"]["field"] == "at"
+    later = await api.client.post(url, json={"device": "a", "at": t0 + HOUR}, headers=api.admin)
+    assert later.status_code == 201

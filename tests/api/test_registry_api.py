@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import httpx
 import pytest
 
+from m2mhub.api.app import create_app
+from m2mhub.config import Settings
 from m2mhub.core.errors import AuthError
 from m2mhub.core.values import Role
 from tests.conftest import Api
@@ -329,3 +333,46 @@ async def test_api_docs_load_nothing_from_outside(api: Api) -> None:
     assert "cdn" not in page.text.lower()
     for asset in assets:
         assert (await api.client.get(asset)).status_code == 200, asset
+
+
+async def test_deleting_a_device_stops_its_token_at_once(api: Api) -> None:
+    await api.device_type("meter")
+    await api.new_device("d", "meter")
+    assert (await api.post("d", {"t": 1})).status_code == 200
+    assert (await api.client.delete("/api/v1/devices/d", headers=api.admin)).status_code == 204
+    assert (await api.post("d", {"t": 2})).status_code == 401
+
+
+async def test_group_names_are_checked_and_groups_deleted(api: Api) -> None:
+    for name in ("", "   ", "a/b"):
+        response = await api.client.post("/api/v1/groups", json={"name": name}, headers=api.admin)
+        assert response.status_code == 422 and response.json()["error"]["field"] == "name"
+    await api.client.post("/api/v1/groups", json={"name": "north"}, headers=api.admin)
+    assert (await api.client.delete("/api/v1/groups/north", headers=api.admin)).status_code == 204
+    assert (await api.client.get("/api/v1/groups", headers=api.admin)).json() == []
+
+
+async def test_tenant_retention_reads_back(api: Api) -> None:
+    assert (await api.client.get("/api/v1/tenant/retention", headers=api.admin)).json() == {
+        "retention_days": None
+    }
+    await api.client.put("/api/v1/tenant/retention", json={"retention_days": 7}, headers=api.admin)
+    shown = await api.client.get("/api/v1/tenant/retention", headers=api.admin)
+    assert shown.json() == {"retention_days": 7}
+
+
+async def test_csv_import_errors_do_not_repeat_the_field(api: Api) -> None:
+    await api.device_type("meter")
+    body = "name,type,id\nx,meter,a b\n"
+    response = await api.client.post("/api/v1/devices/import", content=body, headers=api.admin)
+    [row] = response.json()["error"]["rows"]
+    assert row["field"] == "id" and not row["message"].startswith("id:")
+
+
+async def test_a_scheduler_only_process_serves_no_api(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, roles="scheduler")
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+        assert (await client.get("/api/v1/devices")).status_code == 404
+        assert (await client.get("/metrics")).status_code == 200

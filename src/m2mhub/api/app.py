@@ -64,22 +64,23 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     )
     app.state.platform = owned
     errors.install(app)
-    app.include_router(ingest.router)
-    app.include_router(registry.router)
-    app.include_router(telemetry.router)
+    serves_api = "api" in settings.role_set()
+    if serves_api:
+        app.include_router(ingest.router)
+        app.include_router(registry.router)
+        app.include_router(telemetry.router)
+        # API docs from assets installed with the package: operators run closed networks.
+        app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 
-    # API docs from assets installed with the package: operators run closed networks.
-    app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="m2mhub API",
-            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
-        )
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="m2mhub API",
+                swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url="/static/swagger-ui/swagger-ui.css",
+                swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+            )
 
     metrics = CollectorRegistry()
     metrics.register(PlatformCollector(owned))

@@ -37,7 +37,7 @@ from m2mhub.api.schemas import (
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.platform import Platform
-from m2mhub.registry.naming import check_name
+from m2mhub.registry.naming import check_name, check_path_name
 from m2mhub.store.models import ApiKey, Asset, Device, DeviceType, KeySpec
 
 router = APIRouter(prefix="/api/v1")
@@ -231,8 +231,7 @@ async def get_device(device_id: str, who: Viewer, platform: PlatformDep) -> Devi
 @router.delete("/devices/{device_id}", status_code=204, tags=["devices"])
 async def delete_device(device_id: str, who: Admin, platform: PlatformDep) -> Response:
     """Delete a device and all its data."""
-    device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
-    await platform.store.delete_device(device.pk)
+    await platform.registry.delete_device(who.tenant_id, device_id)
     return Response(status_code=204)
 
 
@@ -248,8 +247,16 @@ async def rotate_token(device_id: str, who: Operator, platform: PlatformDep) -> 
 
 @router.post("/groups", status_code=201, response_model=GroupOut, tags=["groups"])
 async def create_group(body: GroupIn, who: Operator, platform: PlatformDep) -> GroupOut:
-    group = await platform.store.create_group(who.tenant_id, body.name)
+    group = await platform.store.create_group(who.tenant_id, check_path_name(body.name))
     return GroupOut(name=group.name, created=group.created_ms)
+
+
+@router.delete("/groups/{name}", status_code=204, tags=["groups"])
+async def delete_group(name: str, who: Operator, platform: PlatformDep) -> Response:
+    """Delete a group; its devices stay."""
+    group = await platform.store.get_group(who.tenant_id, name)
+    await platform.store.delete_group(group.id)
+    return Response(status_code=204)
 
 
 @router.get("/groups", response_model=list[GroupOut], tags=["groups"])
@@ -285,7 +292,10 @@ def asset_out(asset: Asset) -> AssetOut:
 async def create_asset(body: AssetIn, who: Operator, platform: PlatformDep) -> AssetOut:
     """Register equipment (a generator, a truck, a pump) that devices are attached to."""
     asset = await platform.store.create_asset(
-        who.tenant_id, check_name(body.name), check_name(body.kind, field="kind"), body.properties
+        who.tenant_id,
+        check_path_name(body.name),
+        check_name(body.kind, field="kind"),
+        body.properties,
     )
     return asset_out(asset)
 
@@ -388,6 +398,13 @@ async def list_api_keys(who: Admin, platform: PlatformDep) -> list[ApiKeyOut]:
 async def revoke_api_key(key_id: str, who: Admin, platform: PlatformDep) -> Response:
     await platform.registry.revoke_api_key(who.tenant_id, key_id)
     return Response(status_code=204)
+
+
+@router.get("/tenant/retention", response_model=RetentionIn, tags=["tenant"])
+async def get_retention(who: Viewer, platform: PlatformDep) -> RetentionIn:
+    """Days of raw telemetry kept for this tenant (null: all)."""
+    tenants = {t.id: t for t in await platform.store.list_tenants()}
+    return RetentionIn(retention_days=tenants[who.tenant_id].retention_days)
 
 
 @router.put("/tenant/retention", response_model=RetentionIn, tags=["tenant"])

@@ -72,7 +72,7 @@ async def check_device_type(batch: IngestBatch) -> IngestBatch:
             elif not _ACCEPTS[expected](value):
                 raise PayloadError(
                     f"{prefix}.{key}: device type {device_type.name!r} declares a "
-                    f"{expected.value}, got {value!r}",
+                    f"{expected.value}, got {msgspec.json.encode(value).decode()}",
                     field=f"{prefix}.{key}",
                 )
     return batch

@@ -42,6 +42,14 @@ def check_name(value: str, *, field: str = "name") -> str:
     return value
 
 
+def check_path_name(value: str, *, field: str = "name") -> str:
+    """A name that appears in URLs (groups, assets): printable, no '/'."""
+    value = check_name(value, field=field)
+    if "/" in value:
+        raise PayloadError(f"{field}: {value!r} may not contain '/'", field=field)
+    return value
+
+
 def check_slug(value: str, *, field: str = "slug") -> str:
     if not SLUG.match(value):
         raise PayloadError(

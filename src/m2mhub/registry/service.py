@@ -245,7 +245,7 @@ class Registry:
             try:
                 check_name(name)
             except PayloadError as exc:
-                errors.append(RowError(number, "name", exc.message))
+                errors.append(RowError(number, "name", _reason(exc)))
             if name in seen_names:
                 errors.append(RowError(number, "name", f"{name!r} appears twice in the file"))
             seen_names.add(name)
@@ -254,14 +254,14 @@ class Registry:
             try:
                 check_device_id(device_id)
             except PayloadError as exc:
-                errors.append(RowError(number, "id", exc.message))
+                errors.append(RowError(number, "id", _reason(exc)))
             if device_id in seen_ids:
                 errors.append(RowError(number, "id", f"{device_id!r} appears twice in the file"))
             seen_ids.add(device_id)
             try:
                 labels = parse_labels(row.get("labels") or "")
             except PayloadError as exc:
-                errors.append(RowError(number, "labels", exc.message))
+                errors.append(RowError(number, "labels", _reason(exc)))
             if len(errors) == row_errors:
                 token = new_device_token()
                 tokens.append(token)
@@ -294,8 +294,18 @@ class Registry:
         device = await self.store.get_device(device_id, tenant_id=tenant_id)
         token = new_device_token()
         await self.store.set_device_token(device.pk, hash_secret(token))
-        self._devices = {k: v for k, v in self._devices.items() if k[0] != device_id}
+        self._forget(device_id)
         return token
+
+    async def delete_device(self, tenant_id: int, device_id: str) -> None:
+        """Delete a device and all its data; its token stops working at once here."""
+        device = await self.store.get_device(device_id, tenant_id=tenant_id)
+        await self.store.delete_device(device.pk)
+        self._forget(device_id)
+
+    def _forget(self, device_id: str) -> None:
+        self._devices = {k: v for k, v in self._devices.items() if k[0] != device_id}
+        self._by_id.pop(device_id, None)
 
     async def authenticate_device(self, device_id: str, token: str) -> Device:
         """The device ``device_id`` if ``token`` is its token, else :class:`AuthError`."""
@@ -362,6 +372,14 @@ class Registry:
         return (
             DeviceStatus.ONLINE if current - device.last_seen_ms <= window else DeviceStatus.OFFLINE
         )
+
+
+def _reason(exc: PayloadError) -> str:
+    """The message without its ``field: `` prefix (a row error names the field already)."""
+    prefix = f"{exc.field}: "
+    return (
+        exc.message[len(prefix) :] if exc.field and exc.message.startswith(prefix) else exc.message
+    )
 
 
 def parse_labels(text: str) -> dict[str, str]:

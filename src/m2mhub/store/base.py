@@ -535,6 +535,11 @@ class Store(abc.ABC):
         assert row is not None
         return Group(*row)
 
+    async def delete_group(self, group_id: int) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+            await tx.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+
     async def get_group(self, tenant_id: int, name: str) -> Group:
         row = await self._fetchone(
             "SELECT id, tenant_id, name, created_ms FROM groups WHERE tenant_id = ? AND name = ?",
@@ -604,6 +609,18 @@ class Store(abc.ABC):
     async def assign_device(self, asset_id: int, device_pk: int, at_ms: int) -> Assignment:
         """Assign a device to an asset from ``at_ms``, ending its previous assignment there."""
         async with self.transaction() as tx:
+            # A device is in one place at a time: the new period [at, open) may not
+            # overlap any closed period of the device.
+            if await tx.fetchone(
+                "SELECT 1 FROM asset_assignments WHERE device_pk = ? AND to_ms IS NOT NULL "
+                "AND to_ms > ?",
+                (device_pk, at_ms),
+            ):
+                raise ConflictError(
+                    "the device has an assignment that ends after this time; assign it from "
+                    "a later time",
+                    field="at",
+                )
             open_rows = await tx.fetchall(
                 "SELECT id, asset_id, from_ms FROM asset_assignments "
                 "WHERE device_pk = ? AND to_ms IS NULL",
