@@ -28,7 +28,9 @@ def m2mhub_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("M2MHUB_")}
     env["M2MHUB_DATA_DIR"] = str(data_dir)
     # No m2mhub.toml from whatever directory the tests run in.
-    env["M2MHUB_CONFIG"] = str(data_dir / "no-such-m2mhub.toml")
+    config = data_dir / "empty-m2mhub.toml"
+    config.touch()
+    env["M2MHUB_CONFIG"] = str(config)
     # The embedded MQTT broker must not collide with a broker already on 1883.
     env["M2MHUB_MQTT_PORT"] = str(free_port())
     env.update(extra)

@@ -24,6 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from m2mhub.config import Settings, load_settings
+from m2mhub.connect.mqtt.dynsec import DynamicSecurity
+from m2mhub.connect.mqtt.transport import BrokerAddress
 from m2mhub.core.errors import M2MHubError
 from m2mhub.core.net import port_is_free
 from m2mhub.core.values import Role, ValueType
@@ -77,7 +79,13 @@ def _run(work: Callable[[Store, Registry], Awaitable[T]]) -> T:
 
     async def go() -> T:
         async with open_store(settings.resolved_database_url()) as store:
-            return await work(store, Registry(store, offline_factor=settings.offline_factor))
+            registry = Registry(store, offline_factor=settings.offline_factor)
+            if not (settings.mqtt_url and settings.mqtt_dynsec):
+                return await work(store, registry)
+            # Devices made here need their accounts at the external broker too.
+            async with DynamicSecurity(BrokerAddress.from_settings(settings)) as accounts:
+                registry.accounts = accounts
+                return await work(store, registry)
 
     try:
         return asyncio.run(go())

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     mqtt_username: str = Field("", description="The platform's user at an external broker.")
     mqtt_password: str = Field("", description="The platform's password at an external broker.")
     mqtt_ca_file: str = Field("", description="CA certificate to verify an mqtts:// broker.")
+    mqtt_dynsec: bool = Field(
+        True,
+        description="With an external Mosquitto, keep device accounts and ACLs in its "
+        "dynamic-security plugin.",
+    )
     mqtt_shared_group: str = Field(
         "m2mhub", description="Shared-subscription group of ingest processes ($share/<group>/...)."
     )

@@ -25,6 +25,7 @@ from m2mhub.bus import (
     ReadingsStored,
 )
 from m2mhub.config import Settings
+from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.embedded import EmbeddedBroker
 from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport, embedded_address
 from m2mhub.core.timeutil import now_ms
@@ -58,6 +59,7 @@ class Platform:
         self._jobs: list[asyncio.Task[None]] = []
         self.rejected = 0
         self.broker: EmbeddedBroker | None = None
+        self.accounts: DynamicSecurity | None = None
         self.mqtt: MqttTransport | None = None
 
     async def __aenter__(self) -> Platform:
@@ -65,7 +67,12 @@ class Platform:
         await self.store.migrate()
         await self.writer.start()
         try:
-            if "ingest" in self.settings.role_set() and self.settings.mqtt_enabled:
+            roles = self.settings.role_set()
+            if self.settings.mqtt_url and self.settings.mqtt_dynsec and roles & {"api", "ingest"}:
+                self.accounts = DynamicSecurity(BrokerAddress.from_settings(self.settings))
+                await self.accounts.connect()
+                self.registry.accounts = self.accounts
+            if "ingest" in roles and self.settings.mqtt_enabled:
                 await self._start_mqtt()
         except BaseException:
             await self._stop_mqtt()
@@ -96,13 +103,7 @@ class Platform:
     async def _start_mqtt(self) -> None:
         settings = self.settings
         if settings.mqtt_url:
-            address = BrokerAddress.from_url(
-                settings.mqtt_url,
-                username=settings.mqtt_username,
-                password=settings.mqtt_password,
-                ca_file=settings.mqtt_ca_file,
-                shared_group=settings.mqtt_shared_group,
-            )
+            address = BrokerAddress.from_settings(settings)
         else:
             self.broker = EmbeddedBroker(
                 self.registry, host=settings.mqtt_host, port=settings.mqtt_port
@@ -122,6 +123,10 @@ class Platform:
         if self.mqtt is not None:
             await self.mqtt.stop()
             self.mqtt = None
+        if self.accounts is not None:
+            await self.accounts.close()
+            self.accounts = None
+            self.registry.accounts = None
         if self.broker is not None:
             await self.broker.stop()
             self.broker = None

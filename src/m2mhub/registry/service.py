@@ -8,7 +8,7 @@ import io
 import re
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -69,12 +69,29 @@ class ImportRejected(PayloadError):
         self.errors = errors
 
 
-class Registry:
-    """Tenants, keys, device types, devices: the rules around the store's rows."""
+class BrokerAccounts(Protocol):
+    """Device accounts kept at an external MQTT broker (e.g. Mosquitto's dynamic security)."""
 
-    def __init__(self, store: Store, *, offline_factor: float = 2.0) -> None:
+    async def add_devices(self, accounts: Sequence[tuple[str, str]]) -> None: ...
+
+    async def set_token(self, device_id: str, token: str) -> None: ...
+
+    async def remove_device(self, device_id: str) -> None: ...
+
+
+class Registry:
+    """Tenants, keys, device types, devices: the rules around the store's rows.
+
+    With ``accounts``, every device created, re-keyed or deleted here is
+    mirrored at the MQTT broker, so devices authenticate there too.
+    """
+
+    def __init__(
+        self, store: Store, *, offline_factor: float = 2.0, accounts: BrokerAccounts | None = None
+    ) -> None:
         self.store = store
         self.offline_factor = offline_factor
+        self.accounts = accounts
         self._keys: dict[str, tuple[float, Principal]] = {}
         self._devices: dict[tuple[str, str], tuple[float, Device]] = {}
         self._by_id: dict[str, tuple[float, Device]] = {}
@@ -204,9 +221,10 @@ class Registry:
         device_type = await self.store.get_device_type(tenant_id, name=type_name)
         token = new_device_token()
         device_id = check_device_id(device_id) if device_id else new_device_id()
-        [device] = await self.store.create_devices(
+        [device] = await self._create_devices(
             tenant_id,
             [(device_id, device_type.id, check_name(name), hash_secret(token), labels or {})],
+            [token],
         )
         return device, token
 
@@ -276,8 +294,27 @@ class Registry:
                 errors.append(RowError(number, "id", f"device id {device_id!r} is taken"))
         if errors:
             raise ImportRejected(sorted(errors, key=lambda e: e.row))
-        devices = await self.store.create_devices(tenant_id, rows)
+        devices = await self._create_devices(tenant_id, rows, tokens)
         return list(zip(devices, tokens, strict=True))
+
+    async def _create_devices(
+        self,
+        tenant_id: int,
+        rows: Sequence[tuple[str, int, str, str, dict[str, str]]],
+        tokens: Sequence[str],
+    ) -> list[Device]:
+        devices = await self.store.create_devices(tenant_id, rows)
+        if self.accounts is not None:
+            try:
+                await self.accounts.add_devices(
+                    [(d.id, token) for d, token in zip(devices, tokens, strict=True)]
+                )
+            except Exception:
+                # Without a broker account the device could not connect: undo.
+                for device in devices:
+                    await self.store.delete_device(device.pk)
+                raise
+        return devices
 
     async def _all_devices(self, tenant_id: int) -> list[Device]:
         found: list[Device] = []
@@ -293,6 +330,8 @@ class Registry:
         """Replace a device's token; the old one stops working at once in this process."""
         device = await self.store.get_device(device_id, tenant_id=tenant_id)
         token = new_device_token()
+        if self.accounts is not None:
+            await self.accounts.set_token(device.id, token)
         await self.store.set_device_token(device.pk, hash_secret(token))
         self._forget(device_id)
         return token
@@ -302,6 +341,8 @@ class Registry:
         device = await self.store.get_device(device_id, tenant_id=tenant_id)
         await self.store.delete_device(device.pk)
         self._forget(device_id)
+        if self.accounts is not None:
+            await self.accounts.remove_device(device.id)
 
     def _forget(self, device_id: str) -> None:
         self._devices = {k: v for k, v in self._devices.items() if k[0] != device_id}

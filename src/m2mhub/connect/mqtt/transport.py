@@ -38,6 +38,7 @@ from m2mhub.ingest.pipeline import IngestBatch
 from m2mhub.store.models import Device
 
 if TYPE_CHECKING:
+    from m2mhub.config import Settings
     from m2mhub.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,17 @@ class BrokerAddress:
             tls=tls,
             version=MQTTv50,
             shared_group=shared_group,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerAddress:
+        """The external broker of ``mqtt_url``, as m2mhub's account sees it."""
+        return cls.from_url(
+            settings.mqtt_url,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            ca_file=settings.mqtt_ca_file,
+            shared_group=settings.mqtt_shared_group,
         )
 
     def filters(self) -> list[str]:

@@ -1,4 +1,8 @@
-"""MQTT through the embedded broker, with real clients: mosquitto_pub/sub and paho."""
+"""MQTT with real clients (mosquitto_pub, paho) through both broker modes.
+
+Every test runs against the embedded broker and against a Mosquitto of its
+own (dynamic security, on a free port), on each store backend.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from m2mhub.core.values import Role
 from m2mhub.platform import Platform
 from m2mhub.store.models import KeySpec
 from tests.conftest import drop_schema, free_port, new_store
+from tests.mosquitto import start_mosquitto
 
 DEADLINE_S = 10.0
 
@@ -106,10 +111,22 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def hub(backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
-    port = free_port()
-    settings = Settings(data_dir=tmp_path, roles="api,ingest", mqtt_port=port, mqtt_device_rate=50)
+@pytest.fixture(params=["embedded", "mosquitto"])
+async def hub(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    if request.param == "mosquitto":
+        broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+        request.addfinalizer(broker.stop)
+        mqtt = {
+            "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
+            "mqtt_username": broker.admin,
+            "mqtt_password": broker.password,
+            "mqtt_client_id": f"m2mhub-test-{tmp_path.name}",
+        }
+        port = broker.port
+    else:
+        port = free_port()
+        mqtt = {"mqtt_port": port}
+    settings = Settings(data_dir=tmp_path, roles="api,ingest", mqtt_device_rate=50, **mqtt)
     store, schema = new_store(backend, tmp_path)
     try:
         async with Platform(settings, store=store) as platform:
