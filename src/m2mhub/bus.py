@@ -57,7 +57,35 @@ class ConnectionChanged(msgspec.Struct, frozen=True, tag="connection_changed"):
     online: bool
 
 
-Event = ReadingsStored | AttributesReported | DeviceEventRaised | ConnectionChanged
+class CommandChanged(msgspec.Struct, frozen=True, tag="command_changed"):
+    """A command was queued, sent, answered, expired or timed out."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    command_id: str
+    method: str
+    status: str
+
+
+class TwinChanged(msgspec.Struct, frozen=True, tag="twin_changed"):
+    """A device twin's desired or reported side changed."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    side: str
+    version: int
+
+
+Event = (
+    ReadingsStored
+    | AttributesReported
+    | DeviceEventRaised
+    | ConnectionChanged
+    | CommandChanged
+    | TwinChanged
+)
 
 
 class Subscription:

@@ -24,6 +24,7 @@ from m2mhub.bus import (
     DeviceEventRaised,
     ReadingsStored,
 )
+from m2mhub.commands.service import CommandService
 from m2mhub.config import Settings
 from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.embedded import EmbeddedBroker
@@ -54,6 +55,7 @@ class Platform:
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
         self.pipeline = Pipeline([check_device_type, self._write, self._publish])
+        self.commands = CommandService(self.store, self.bus)
         # Names this platform in leases: host and pid for operators, a nonce for uniqueness.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._jobs: list[asyncio.Task[None]] = []
@@ -79,8 +81,12 @@ class Platform:
             await self.writer.stop()
             await self.store.close()
             raise
+        if self.mqtt is not None:
+            # Commands queued by other processes (the CLI, an API-only process).
+            self._jobs.append(asyncio.create_task(self._every(1.0, self.commands.deliver_queued)))
         if "scheduler" in self.settings.role_set():
-            self._jobs = [
+            self._jobs += [
+                asyncio.create_task(self._every(2.0, self.commands.expire)),
                 asyncio.create_task(self._every(self.settings.rollup_interval_s, self.run_rollups)),
                 asyncio.create_task(
                     self._every(self.settings.retention_interval_s, self.run_retention)
@@ -118,8 +124,10 @@ class Platform:
         client_id = settings.mqtt_client_id or f"m2mhub-{socket.gethostname()}"
         self.mqtt = MqttTransport(self, address, client_id=client_id)
         await self.mqtt.start()
+        self.commands.publisher = self.mqtt.publish
 
     async def _stop_mqtt(self) -> None:
+        self.commands.publisher = None
         if self.mqtt is not None:
             await self.mqtt.stop()
             self.mqtt = None
@@ -175,6 +183,8 @@ class Platform:
         ts = now_ms()
         await self.store.set_connected(device.pk, online, ts)
         self.bus.publish(ConnectionChanged(device.tenant_id, device.pk, device.id, ts, online))
+        if online:
+            await self.commands.deliver_queued(device)
 
     # -- periodic jobs ----------------------------------------------------------------
 

@@ -316,3 +316,81 @@ async def test_a_taken_port_is_named(tmp_path: Path) -> None:
                 pass
     assert caught.value.field == "mqtt_port"
     assert "M2MHUB_MQTT_PORT" in caught.value.message
+
+
+async def test_commands_and_desired_state_over_mqtt(hub: Hub) -> None:
+    await hub.device("d1")
+    loop = asyncio.get_running_loop()
+    desired: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    device = await hub.paho("d1")
+    subscribed = asyncio.Event()
+    device.on_subscribe = lambda *args: loop.call_soon_threadsafe(subscribed.set)
+
+    def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        body = json.loads(message.payload)
+        if message.topic.endswith("/twin/desired"):
+            loop.call_soon_threadsafe(desired.put_nowait, body)
+            return
+        # A command: answer it, as a device would.
+        answer = {"status": "succeeded", "result": {"echo": body["params"]}}
+        client.publish(f"{message.topic}/result", json.dumps(answer), qos=1)
+
+    device.on_message = on_message
+    try:
+        device.subscribe([("m2m/d1/commands/+", 1), ("m2m/d1/twin/desired", 1)])
+        await asyncio.wait_for(subscribed.wait(), DEADLINE_S)
+        response = await hub.client.post(
+            "/api/v1/devices/d1/commands",
+            json={"method": "ping", "params": {"n": 1}, "wait_s": DEADLINE_S},
+            headers=hub.admin,
+        )
+        command = response.json()
+        assert command["status"] == "succeeded", command
+        assert command["result"] == {"echo": {"n": 1}}
+        await hub.client.patch(
+            "/api/v1/devices/d1/twin/desired", json={"desired": {"led": "on"}}, headers=hub.admin
+        )
+        got = await asyncio.wait_for(desired.get(), DEADLINE_S)
+        assert got == {"version": 1, "desired": {"led": "on"}}
+        await published(
+            device.publish("m2m/d1/twin/reported", json.dumps({"reported": {"led": "on"}}), qos=1)
+        )
+
+        async def in_sync() -> bool:
+            twin = (await hub.client.get("/api/v1/devices/d1/twin", headers=hub.admin)).json()
+            return twin["reported"] == {"led": "on"} and twin["delta"] == {}
+
+        await eventually(in_sync, "the reported state matches the desired state")
+    finally:
+        device.loop_stop()
+        device.disconnect()
+
+
+async def test_a_command_waits_for_an_offline_device(hub: Hub) -> None:
+    await hub.device("d1")
+    platform = hub.platform
+    await platform.set_connection(await platform.registry.device("d1"), online=False)
+    response = await hub.client.post(
+        "/api/v1/devices/d1/commands", json={"method": "wake", "ttl_s": 60}, headers=hub.admin
+    )
+    command_id = response.json()["id"]
+    assert response.json()["status"] == "queued"
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    device = await hub.paho("d1")
+    subscribed = asyncio.Event()
+    device.on_subscribe = lambda *args: loop.call_soon_threadsafe(subscribed.set)
+    device.on_message = lambda c, u, m: loop.call_soon_threadsafe(received.put_nowait, m.topic)
+    try:
+        device.subscribe("m2m/d1/commands/+", 1)
+        await asyncio.wait_for(subscribed.wait(), DEADLINE_S)
+        # Still queued while the device counts as offline; its birth message releases it.
+        assert received.empty()
+        await published(device.publish("m2m/d1/status", "online", qos=1))
+        topic = await asyncio.wait_for(received.get(), DEADLINE_S)
+        assert topic == f"m2m/d1/commands/{command_id}"
+        shown = (await hub.client.get(f"/api/v1/commands/{command_id}", headers=hub.admin)).json()
+        assert shown["status"] == "sent"
+    finally:
+        device.loop_stop()
+        device.disconnect()

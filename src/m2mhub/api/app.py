@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from swagger_ui_bundle import swagger_ui_path
 
 from m2mhub import __version__
-from m2mhub.api import errors, ingest, registry, telemetry
+from m2mhub.api import commands, errors, ingest, registry, telemetry
 from m2mhub.config import Settings
 from m2mhub.platform import Platform
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         app.include_router(ingest.router)
         app.include_router(registry.router)
         app.include_router(telemetry.router)
+        app.include_router(commands.router)
         # API docs from assets installed with the package: operators run closed networks.
         app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 

@@ -22,6 +22,7 @@ from m2mhub.store.models import (
     Asset,
     Assignment,
     Bucket,
+    Command,
     Device,
     DeviceEvent,
     DeviceType,
@@ -29,6 +30,7 @@ from m2mhub.store.models import (
     KeySpec,
     Point,
     Tenant,
+    Twin,
     User,
 )
 
@@ -518,6 +520,190 @@ class Store(abc.ABC):
             params,
         )
         return [DeviceEvent(device_pk, ts, k, msgspec.json.decode(d)) for ts, k, d in rows]
+
+    # -- commands and twins --------------------------------------------------------
+
+    _COMMAND = (
+        "SELECT id, tenant_id, device_pk, method, params, oneway, status, created_ms, "
+        "expires_ms, timeout_ms, sent_ms, finished_ms, result, error, created_by FROM commands"
+    )
+
+    async def create_commands(self, commands: Sequence[Command]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO commands (id, tenant_id, device_pk, method, params, oneway, status, "
+                "created_ms, expires_ms, timeout_ms, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.id,
+                        c.tenant_id,
+                        c.device_pk,
+                        c.method,
+                        msgspec.json.encode(c.params).decode(),
+                        c.oneway,
+                        c.status,
+                        c.created_ms,
+                        c.expires_ms,
+                        c.timeout_ms,
+                        c.created_by,
+                    )
+                    for c in commands
+                ],
+            )
+
+    async def get_command(self, command_id: str, *, tenant_id: int | None = None) -> Command:
+        row = await self._fetchone(f"{self._COMMAND} WHERE id = ?", (command_id,))
+        if row is None or (tenant_id is not None and row[1] != tenant_id):
+            raise NotFoundError(f"command {command_id!r} not found", field="command")
+        return _command(row)
+
+    async def list_commands(
+        self, device_pk: int, *, before: int | None = None, limit: int = 100
+    ) -> list[Command]:
+        """A device's commands, newest first; ``before`` is the created_ms cursor."""
+        rows = await self._fetchall(
+            f"{self._COMMAND} WHERE device_pk = ? AND created_ms < ? "
+            f"ORDER BY created_ms DESC, id DESC LIMIT {int(limit)}",
+            (device_pk, before if before is not None else 2**62),
+        )
+        return [_command(r) for r in rows]
+
+    async def queued_commands(
+        self, *, device_pk: int | None = None, now: int, limit: int = 500
+    ) -> list[tuple[Command, str]]:
+        """Queued, unexpired commands with their device id, oldest first.
+
+        Without ``device_pk``: only for devices not known to be disconnected.
+        """
+        where = "c.status = 'queued' AND c.expires_ms > ?"
+        params: list[Any] = [now]
+        if device_pk is not None:
+            where += " AND c.device_pk = ?"
+            params.append(device_pk)
+        else:
+            where += " AND (d.connected IS NULL OR d.connected = ?)"
+            params.append(True)
+        rows = await self._fetchall(
+            "SELECT c.id, c.tenant_id, c.device_pk, c.method, c.params, c.oneway, c.status, "
+            "c.created_ms, c.expires_ms, c.timeout_ms, c.sent_ms, c.finished_ms, c.result, "
+            "c.error, c.created_by, d.id FROM commands c JOIN devices d ON d.pk = c.device_pk "
+            f"WHERE {where} ORDER BY c.created_ms, c.id LIMIT {int(limit)}",
+            params,
+        )
+        return [(_command(r[:15]), r[15]) for r in rows]
+
+    async def mark_sent(self, command_id: str, *, oneway: bool, at_ms: int) -> bool:
+        """queued -> sent (or, for a one-way command, straight to delivered)."""
+        status = "delivered" if oneway else "sent"
+        finished = at_ms if oneway else None
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE commands SET status = ?, sent_ms = ?, finished_ms = ? "
+                "WHERE id = ? AND status = 'queued'",
+                (status, at_ms, finished, command_id),
+            )
+        return changed > 0
+
+    async def finish_command(
+        self,
+        command_id: str,
+        device_pk: int,
+        *,
+        status: str,
+        result: Any,
+        error: str | None,
+        at_ms: int,
+    ) -> bool:
+        """Record the device's answer; False if the command was not open (or not its own)."""
+        finished = at_ms if status in ("succeeded", "failed") else None
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE commands SET status = ?, result = ?, error = ?, finished_ms = ?, "
+                "sent_ms = COALESCE(sent_ms, ?) "
+                "WHERE id = ? AND device_pk = ? AND status IN ('queued', 'sent', 'delivered')",
+                (
+                    status,
+                    None if result is None else msgspec.json.encode(result).decode(),
+                    error,
+                    finished,
+                    at_ms,
+                    command_id,
+                    device_pk,
+                ),
+            )
+        return changed > 0
+
+    async def expire_commands(self, now: int) -> list[str]:
+        """Expire queued commands past their time to live and fail those that got no result."""
+        async with self.transaction() as tx:
+            expired = await tx.fetchall(
+                "UPDATE commands SET status = 'expired', finished_ms = ? "
+                "WHERE status = 'queued' AND expires_ms <= ? RETURNING id",
+                (now, now),
+            )
+            timed_out = await tx.fetchall(
+                "UPDATE commands SET status = 'failed', finished_ms = ?, "
+                "error = 'no result from the device in time' "
+                "WHERE status IN ('sent', 'delivered') AND oneway = ? "
+                "AND sent_ms + timeout_ms <= ? RETURNING id",
+                (now, False, now),
+            )
+        return [r[0] for r in expired + timed_out]
+
+    async def twin(self, device_pk: int) -> Twin:
+        row = await self._fetchone(
+            "SELECT desired, desired_version, desired_ms, reported, reported_version, "
+            "reported_ms FROM twins WHERE device_pk = ?",
+            (device_pk,),
+        )
+        if row is None:
+            return Twin({}, 0, None, {}, 0, None)
+        return Twin(
+            msgspec.json.decode(row[0]), row[1], row[2], msgspec.json.decode(row[3]), row[4], row[5]
+        )
+
+    async def update_twin(
+        self,
+        device_pk: int,
+        side: str,
+        changes: dict[str, Any],
+        *,
+        expected_version: int | None,
+        at_ms: int,
+    ) -> Twin:
+        """Merge ``changes`` into the desired or reported side (None deletes a key).
+
+        With ``expected_version``, the update applies only if the side is still at
+        that version (:class:`ConflictError` otherwise): no lost writes.
+        """
+        assert side in ("desired", "reported")
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO twins (device_pk) VALUES (?) ON CONFLICT DO NOTHING", (device_pk,)
+            )
+            row = await tx.fetchone(
+                f"SELECT {side}, {side}_version FROM twins WHERE device_pk = ?", (device_pk,)
+            )
+            assert row is not None
+            current, version = msgspec.json.decode(row[0]), int(row[1])
+            if expected_version is not None and expected_version != version:
+                raise ConflictError(
+                    f"{side} is at version {version}, not {expected_version}: read it again "
+                    "and retry",
+                    field="version",
+                )
+            for key, value in changes.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            await tx.execute(
+                f"UPDATE twins SET {side} = ?, {side}_version = ?, {side}_ms = ? "
+                "WHERE device_pk = ?",
+                (msgspec.json.encode(current).decode(), version + 1, at_ms, device_pk),
+            )
+        return await self.twin(device_pk)
 
     # -- groups ----------------------------------------------------------------
 
@@ -1088,6 +1274,26 @@ def _device(row: Row) -> Device:
         int(row[10]),
         row[11],
         row[12],
+    )
+
+
+def _command(row: Row) -> Command:
+    return Command(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        msgspec.json.decode(row[4]),
+        bool(row[5]),
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        None if row[12] is None else msgspec.json.decode(row[12]),
+        row[13],
+        row[14],
     )
 
 

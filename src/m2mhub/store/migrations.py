@@ -165,6 +165,37 @@ SQLITE: Final[list[str]] = [
     ALTER TABLE devices ADD COLUMN last_error TEXT;
     ALTER TABLE devices ADD COLUMN last_error_ms INTEGER;
     """,
+    # 4: commands (downlink) and device twins
+    """
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        device_pk INTEGER NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        method TEXT NOT NULL,
+        params TEXT NOT NULL,
+        oneway INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        sent_ms INTEGER,
+        finished_ms INTEGER,
+        result TEXT,
+        error TEXT,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX commands_device ON commands (device_pk, created_ms);
+    CREATE INDEX commands_open ON commands (status, expires_ms);
+    CREATE TABLE twins (
+        device_pk INTEGER PRIMARY KEY REFERENCES devices(pk) ON DELETE CASCADE,
+        desired TEXT NOT NULL DEFAULT '{}',
+        desired_version INTEGER NOT NULL DEFAULT 0,
+        desired_ms INTEGER,
+        reported TEXT NOT NULL DEFAULT '{}',
+        reported_version INTEGER NOT NULL DEFAULT 0,
+        reported_ms INTEGER
+    );
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -317,5 +348,35 @@ POSTGRES: Final[list[str]] = [
     ALTER TABLE devices ADD COLUMN rejected BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN last_error TEXT;
     ALTER TABLE devices ADD COLUMN last_error_ms BIGINT;
+    """,
+    """
+    CREATE TABLE commands (
+        id TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        device_pk BIGINT NOT NULL REFERENCES devices(pk) ON DELETE CASCADE,
+        method TEXT NOT NULL,
+        params TEXT NOT NULL,
+        oneway BOOLEAN NOT NULL,
+        status TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        timeout_ms BIGINT NOT NULL,
+        sent_ms BIGINT,
+        finished_ms BIGINT,
+        result TEXT,
+        error TEXT,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX commands_device ON commands (device_pk, created_ms);
+    CREATE INDEX commands_open ON commands (status, expires_ms);
+    CREATE TABLE twins (
+        device_pk BIGINT PRIMARY KEY REFERENCES devices(pk) ON DELETE CASCADE,
+        desired TEXT NOT NULL DEFAULT '{}',
+        desired_version BIGINT NOT NULL DEFAULT 0,
+        desired_ms BIGINT,
+        reported TEXT NOT NULL DEFAULT '{}',
+        reported_version BIGINT NOT NULL DEFAULT 0,
+        reported_ms BIGINT
+    );
     """,
 ]

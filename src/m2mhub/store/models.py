@@ -90,6 +90,42 @@ class DeviceEvent(msgspec.Struct, frozen=True):
     data: dict[str, Any]
 
 
+class Command(msgspec.Struct, frozen=True):
+    """A method call sent down to a device, and what became of it."""
+
+    id: str
+    tenant_id: int
+    device_pk: int
+    method: str
+    params: dict[str, Any]
+    oneway: bool
+    status: str  # queued, sent, delivered, succeeded, failed, expired
+    created_ms: int
+    expires_ms: int
+    timeout_ms: int
+    sent_ms: int | None
+    finished_ms: int | None
+    result: Any
+    error: str | None
+    created_by: str
+
+
+class Twin(msgspec.Struct, frozen=True):
+    """Desired state (set by people and rules) and reported state (sent by the device)."""
+
+    desired: dict[str, Any]
+    desired_version: int
+    desired_ms: int | None
+    reported: dict[str, Any]
+    reported_version: int
+    reported_ms: int | None
+
+    @property
+    def delta(self) -> dict[str, Any]:
+        """What is desired but not (yet) reported as such."""
+        return {k: v for k, v in self.desired.items() if self.reported.get(k) != v}
+
+
 class Group(msgspec.Struct, frozen=True):
     id: int
     tenant_id: int

@@ -24,11 +24,14 @@ class Channel(enum.StrEnum):
     ATTRIBUTES = "attributes"  # device -> platform: its reported state
     EVENTS = "events"  # device -> platform: something happened
     STATUS = "status"  # device -> platform: birth ("online") and last will ("offline")
+    COMMAND_RESULT = "commands/+/result"  # device -> platform: m2m/{id}/commands/{cmd}/result
+    TWIN_REPORTED = "twin/reported"  # device -> platform: its reported state
 
 
 class DeviceTopic(msgspec.Struct, frozen=True):
     device_id: str
     channel: Channel
+    command_id: str | None = None
 
 
 #: What the platform subscribes to, one filter per inbound channel.
@@ -44,13 +47,26 @@ def device_prefix(device_id: str) -> str:
     return f"{PREFIX}/{device_id}/"
 
 
+def command_topic(device_id: str, command_id: str) -> str:
+    """Where the platform publishes a command for the device."""
+    return f"{PREFIX}/{device_id}/commands/{command_id}"
+
+
+def desired_topic(device_id: str) -> str:
+    """Where the platform publishes (retained) the device's desired state."""
+    return f"{PREFIX}/{device_id}/twin/desired"
+
+
 def parse_topic(topic: str) -> DeviceTopic | None:
     """``m2m/d1/telemetry`` -> DeviceTopic("d1", TELEMETRY); None for other topics."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != PREFIX or not DEVICE_ID.match(parts[1]):
+    if len(parts) < 3 or parts[0] != PREFIX or not DEVICE_ID.match(parts[1]):
         return None
+    device_id, rest = parts[1], parts[2:]
+    if len(rest) == 3 and rest[0] == "commands" and rest[2] == "result" and rest[1]:
+        return DeviceTopic(device_id, Channel.COMMAND_RESULT, rest[1])
     try:
-        return DeviceTopic(parts[1], Channel(parts[2]))
+        return DeviceTopic(device_id, Channel("/".join(rest)))
     except ValueError:
         return None
 

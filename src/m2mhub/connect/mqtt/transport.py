@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from gmqtt import Client
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
+from m2mhub.commands.service import parse_command_result
 from m2mhub.connect.mqtt.topics import INBOUND, Channel, parse_topic
 from m2mhub.core.errors import M2MHubError, NotFoundError, PayloadError
 from m2mhub.core.timeutil import now_ms
@@ -155,6 +156,7 @@ class MqttTransport:
             Channel.ATTRIBUTES: self._attributes,
             Channel.EVENTS: self._events,
             Channel.STATUS: self._status,
+            Channel.TWIN_REPORTED: self._twin_reported,
         }
 
     async def start(self) -> None:
@@ -235,7 +237,10 @@ class MqttTransport:
                 raise PayloadError(
                     f"over the rate limit of {self.limiter.rate:g} messages/s", field="rate"
                 )
-            await self._handlers[parsed.channel](device, payload, arrival)
+            if parsed.channel is Channel.COMMAND_RESULT:
+                await self._command_result(device, parsed.command_id or "", payload)
+            else:
+                await self._handlers[parsed.channel](device, payload, arrival)
         except PayloadError as exc:
             self._reject(device, parsed.channel, exc.message, arrival)
         return 0
@@ -258,6 +263,21 @@ class MqttTransport:
 
     async def _status(self, device: Device, payload: bytes, arrival: int) -> None:
         await self.platform.set_connection(device, parse_status(payload))
+
+    async def _twin_reported(self, device: Device, payload: bytes, arrival: int) -> None:
+        await self.platform.commands.report(device, payload)
+
+    async def _command_result(self, device: Device, command_id: str, payload: bytes) -> None:
+        try:
+            await self.platform.commands.answer(device, command_id, parse_command_result(payload))
+        except NotFoundError:
+            raise PayloadError(f"no command {command_id!r}", field="command") from None
+
+    async def publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Publish to a device topic at QoS 1 (commands, desired state)."""
+        if self._client is None or not self.connected.is_set():
+            raise M2MHubError("the MQTT subscriber is not connected; the broker will be retried")
+        self._client.publish(topic, payload, qos=1, retain=retain)
 
     # -- rejected messages -----------------------------------------------------------------
 
