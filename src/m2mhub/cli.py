@@ -33,6 +33,7 @@ from m2mhub.platform import Platform
 from m2mhub.registry.service import ImportRejected, Registry, parse_labels
 from m2mhub.store import Store, open_store
 from m2mhub.store.models import KeySpec
+from m2mhub.store.postgres import redact
 
 T = TypeVar("T")
 
@@ -255,12 +256,7 @@ def _logging(settings: Settings) -> None:
 
 
 def _safe_url(settings: Settings) -> str:
-    url = settings.resolved_database_url()
-    if "@" in url and ":" in url.split("@")[0].split("//")[-1]:
-        scheme, rest = url.split("//", 1)
-        creds, host = rest.split("@", 1)
-        return f"{scheme}//{creds.split(':')[0]}:***@{host}"
-    return url
+    return redact(settings.resolved_database_url())
 
 
 # -- database ------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ async def test_invalid_payloads_name_the_field_and_store_nothing(api: Api) -> No
         (b"{bad json", "body"),
         (b'{"t": NaN}', "body"),
         (b'{"t": 1e999}', "body"),
-        (b'{"t": [1]}', "body.t"),
+        (b'{"t": [1]}', "values.t"),
         (f'{{"ts": {now + 3_600_000}, "values": {{"t": 1}}}}'.encode(), "ts"),
         (second_null.encode(), "[1].values.t"),
     ]
@@ -168,3 +168,36 @@ async def test_posting_marks_the_device_online(api: Api) -> None:
     await api.post("d1", {"t": 1})
     after = (await api.client.get("/api/v1/devices/d1", headers=api.admin)).json()
     assert after["status"] == "online" and after["last_seen"] is not None
+
+
+async def test_a_changed_device_type_applies_at_once(api: Api) -> None:
+    await api.device_type("sensor", [KeySpec("temp")])
+    await api.new_device("d1")
+    assert (await api.post("d1", {"temp": 1, "extra": 2})).status_code == 200
+    await api.client.patch("/api/v1/device-types/sensor", json={"strict": True}, headers=api.admin)
+    assert (await api.post("d1", {"temp": 1, "extra": 2})).status_code == 422
+
+
+async def test_same_timestamp_keeps_the_first_value_everywhere(api: Api) -> None:
+    await api.device_type("sensor")
+    await api.new_device("d1")
+    ts = now_ms() - 1000
+    await api.post("d1", {"ts": ts, "values": {"p": 3.1}})
+    await api.post("d1", {"ts": ts, "values": {"p": 42.0}})
+    await api.post(
+        "d1", [{"ts": ts + 1, "values": {"q": 1.0}}, {"ts": ts + 1, "values": {"q": 2.0}}]
+    )
+    latest = (await api.client.get("/api/v1/devices/d1/latest", headers=api.admin)).json()
+    assert latest["values"]["p"]["value"] == 3.1
+    assert latest["values"]["q"]["value"] == 1.0
+    history = (await api.client.get("/api/v1/devices/d1/telemetry", headers=api.admin)).json()
+    assert [(p["key"], p["value"]) for p in history["items"]] == [("p", 3.1), ("q", 1.0)]
+
+
+async def test_attributes_answer_204_without_a_body(api: Api) -> None:
+    await api.device_type("sensor")
+    await api.new_device("d1")
+    response = await api.client.post(
+        "/api/v1/devices/d1/attributes", json={"fw": "1"}, headers=api.device("d1")
+    )
+    assert response.status_code == 204 and response.content == b""

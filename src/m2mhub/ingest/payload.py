@@ -13,7 +13,8 @@ with the path of the field at fault, e.g. ``[3].values.temp``.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from functools import lru_cache
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -82,6 +83,10 @@ def _check_values(values: Any, path: str, limits: Limits) -> dict[str, Value]:
                     f"{path}.{key}: string longer than {limits.max_string} characters",
                     field=f"{path}.{key}",
                 )
+            if "\x00" in value:
+                raise PayloadError(
+                    f"{path}.{key}: strings may not contain NUL characters", field=f"{path}.{key}"
+                )
         elif not isinstance(value, int | float):  # bool is an int
             raise PayloadError(
                 f"{path}.{key}: must be a number, true/false or a string, not {_json_type(value)}",
@@ -104,7 +109,7 @@ def _one_reading(item: Any, path: str, now: int, limits: Limits) -> tuple[int, d
     if not isinstance(item, dict):
         raise PayloadError(f"{path or 'body'}: must be a JSON object", field=path or "body")
     prefix = f"{path}." if path else ""
-    if "values" in item and isinstance(item["values"], dict):
+    if "values" in item:
         extra = set(item) - {"ts", "values"}
         if extra:
             name = sorted(extra)[0]
@@ -118,13 +123,67 @@ def _one_reading(item: Any, path: str, now: int, limits: Limits) -> tuple[int, d
         values = {k: v for k, v in item.items() if k != "ts"}
     else:
         ts, values = now, item
-    return ts, _check_values(values, path or "body", limits)
+    # Bare values are reported under "values" too, as the device type checks name them.
+    return ts, _check_values(values, f"{prefix}values", limits)
+
+
+@lru_cache(maxsize=8)
+def _typed_decoder(max_string: int, max_values: int) -> msgspec.json.Decoder[Any]:
+    """A decoder for the common shapes (``{"ts", "values"}`` and arrays of it) under limits.
+
+    msgspec checks types, string lengths and value counts while it parses, in C.
+    """
+    text = Annotated[str, msgspec.Meta(max_length=max_string)]
+    values = Annotated[
+        dict[str, bool | int | float | text], msgspec.Meta(min_length=1, max_length=max_values)
+    ]
+    timed = msgspec.defstruct(
+        "TimedReading",
+        [("values", values), ("ts", int | msgspec.UnsetType, msgspec.UNSET)],
+        forbid_unknown_fields=True,
+    )
+    return msgspec.json.Decoder(timed | list[timed])  # type: ignore[valid-type]
+
+
+def _parse_timed(
+    body: bytes, now: int, limits: Limits
+) -> list[tuple[int, dict[str, Value]]] | None:
+    """The fast path: readings in the timed shape that pass every check, else None.
+
+    It accepts exactly what the general path accepts, nothing more; anything
+    else (bare objects, any problem) goes to the general path, which reports
+    the problem with its field.
+    """
+    try:
+        data = _typed_decoder(limits.max_string, limits.max_values).decode(body)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    items = data if isinstance(data, list) else [data]
+    if not items or len(items) > limits.max_readings:
+        return None
+    latest = now + limits.future_tolerance_ms
+    readings: list[tuple[int, dict[str, Value]]] = []
+    for item in items:
+        ts = now if item.ts is msgspec.UNSET else item.ts
+        if ts < MIN_TS_MS or ts > latest:
+            return None
+        readings.append((ts, item.values))
+    # Keys repeat from reading to reading: check each distinct key once.
+    keys: set[str] = set().union(*(values for _, values in readings))
+    if not all(TELEMETRY_KEY.match(key) for key in keys):
+        return None
+    if b"\\u0000" in body:  # NUL in a string: let the general path name the field
+        return None
+    return readings
 
 
 def parse_telemetry(
     body: bytes, *, now: int, limits: Limits = Limits()
 ) -> list[tuple[int, dict[str, Value]]]:
     """Decode and check a telemetry payload -> [(ts, values)], or :class:`PayloadError`."""
+    readings = _parse_timed(body, now, limits)
+    if readings is not None:
+        return readings
     data = _decode(body)
     if isinstance(data, list):
         if not data:

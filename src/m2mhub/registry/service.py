@@ -197,7 +197,7 @@ class Registry:
         interval = current.report_interval_s if report_interval_s is None else report_interval_s
         retention = current.retention_days if retention_days == "keep" else retention_days
         _check_type_fields(new_keys, interval, retention)
-        return await self.store.update_device_type(
+        updated = await self.store.update_device_type(
             tenant_id,
             current.id,
             keys=new_keys,
@@ -205,6 +205,9 @@ class Registry:
             report_interval_s=interval,
             retention_days=retention,
         )
+        # This process checks the new declaration at once; others within the cache time.
+        self._types.pop(current.id, None)
+        return updated
 
     # -- devices -------------------------------------------------------------------
 

@@ -73,10 +73,14 @@ class Segment(msgspec.Struct, frozen=True):
 
 def split_value(value: Value) -> tuple[float | None, str | None, bool | None]:
     """A value -> its (num, str, bool) columns; exactly one is set."""
-    if isinstance(value, bool):
+    # Exact type checks: values come from JSON decoding, and this runs once per value.
+    if type(value) is float:
+        return value, None, None
+    if type(value) is bool:
         return None, None, value
-    if isinstance(value, int | float):
+    if type(value) is int:
         return float(value), None, None
+    assert type(value) is str
     return None, value, None
 
 
@@ -919,7 +923,9 @@ class Store(abc.ABC):
                 row = (device_pk, ts, ids[key], num, text, flag)
                 rows.append(row)
                 current = latest.get((device_pk, row[2]))
-                if current is None or current[1] <= ts:
+                if (
+                    current is None or current[1] < ts
+                ):  # same ts: the first value wins, as in telemetry
                     latest[(device_pk, row[2])] = row
         batch = TelemetryBatch(
             rows=rows,

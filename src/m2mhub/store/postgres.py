@@ -1,28 +1,43 @@
 """PostgreSQL backend: psycopg 3, a connection pool, COPY for telemetry.
 
-Telemetry batches are copied (binary COPY) into a per-connection temporary
-table and moved into place with one ``INSERT ... SELECT ... ON CONFLICT DO
-NOTHING``, which keeps re-delivered readings idempotent at COPY speed.
+Telemetry batches are copied (binary COPY) straight into the table. A batch
+that holds a value already stored (a re-delivered reading) makes the COPY
+fail; its transaction is then done again, the batch copied into a
+per-connection temporary table and moved into place with one ``INSERT ...
+SELECT ... ON CONFLICT DO NOTHING``, so re-sent values are ignored and new
+ones stored.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
+from m2mhub.core.values import Value
 from m2mhub.store import migrations
 from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
 
 _PLACEHOLDER = re.compile(r"\?")
 # Any constant would do: it only has to be the same in every m2mhub process.
 _MIGRATION_LOCK = 0x6D326D68
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _pg(sql: str) -> str:
@@ -64,14 +79,20 @@ class PostgresStore(Store):
         self.schema = schema
         self._max_size = max_size
         self._pool: AsyncConnectionPool | None = None
+        self._staged: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
 
     async def open(self) -> None:
         kwargs: dict[str, Any] = {}
         if self.schema:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.schema):
                 raise StoreError(f"schema {self.schema!r}: use lower-case letters, digits and _")
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=10
+                ) as conn:
+                    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL at {redact(self.url)}: {exc}") from None
             kwargs["options"] = f"-c search_path={self.schema}"
         self._pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=self._max_size, kwargs=kwargs, open=False
@@ -79,7 +100,7 @@ class PostgresStore(Store):
         try:
             await self._pool.open(wait=True, timeout=10)
         except Exception as exc:
-            raise StoreError(f"PostgreSQL at {self.url}: {exc}") from exc
+            raise StoreError(f"PostgreSQL at {redact(self.url)}: {exc}") from None
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -99,6 +120,40 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
+    async def latest(
+        self, device_pks: Sequence[int], keys: Sequence[str] | None = None
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Latest value and its ts for every key of each device.
+
+        The same answer as :meth:`Store.latest` from one query with the
+        devices as one array parameter, instead of one query per 900 devices.
+        """
+        sql = "SELECT device_pk, key_id, ts, num, str, bool FROM latest WHERE device_pk = ANY(?)"
+        params: list[Any] = [list(device_pks)]
+        if keys is not None:
+            ids = await self.known_key_ids(keys)
+            if not ids:
+                return {pk: {} for pk in device_pks}
+            sql += " AND key_id = ANY(?)"
+            params.append(list(ids.values()))
+        return await self._latest_by_device(device_pks, await self._fetchall(sql, params))
+
+    async def _latest_by_device(
+        self, device_pks: Sequence[int], rows: list[Row]
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Rows of ``latest`` -> {device_pk: {key: (ts, value)}} (as ``join_value``, inlined)."""
+        names = self._key_names
+        unknown = next((r[1] for r in rows if r[1] not in names), None)
+        if unknown is not None:
+            await self.key_name(unknown)  # loads every key name
+        found: dict[int, dict[str, tuple[int, Value]]] = {pk: {} for pk in device_pks}
+        for device_pk, key_id, ts, num, text, flag in rows:
+            found[device_pk][names[key_id]] = (
+                ts,
+                num if num is not None else text if text is not None else bool(flag),
+            )
+        return found
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._require_pool().connection() as conn:
@@ -110,39 +165,68 @@ class PostgresStore(Store):
 
     async def _write_telemetry(self, batch: TelemetryBatch) -> int:
         try:
-            async with self._require_pool().connection() as conn, conn.transaction():
-                await conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS _telemetry_in "
-                    "(LIKE telemetry) ON COMMIT DELETE ROWS"
-                )
-                await self._copy_in(conn, "_telemetry_in", batch.rows)
-                cur = await conn.execute(
-                    "INSERT INTO telemetry SELECT * FROM _telemetry_in ON CONFLICT DO NOTHING"
-                )
-                inserted = cur.rowcount
-                await conn.execute("TRUNCATE _telemetry_in")
-                await self._copy_in(conn, "_telemetry_in", batch.latest)
-                await conn.execute(
-                    "INSERT INTO latest (device_pk, ts, key_id, num, str, bool) "
-                    "SELECT device_pk, ts, key_id, num, str, bool FROM _telemetry_in "
-                    "ON CONFLICT (device_pk, key_id) DO UPDATE SET ts = excluded.ts, "
-                    "num = excluded.num, str = excluded.str, bool = excluded.bool "
-                    "WHERE excluded.ts >= latest.ts"
-                )
-                async with conn.cursor() as cur2:
-                    await cur2.executemany(
-                        "UPDATE devices SET last_seen_ms = %(at)s WHERE pk = %(pk)s "
-                        "AND (last_seen_ms IS NULL OR last_seen_ms < %(at)s)",
-                        [{"pk": pk, "at": at} for pk, at in batch.last_seen],
+            async with self._require_pool().connection() as conn:
+                await self._create_staging(conn)
+                try:
+                    # COPY straight into the table is about twice as fast as INSERT ...
+                    # ON CONFLICT, and a batch rarely holds a value already stored. If
+                    # it does, the COPY fails and the transaction rolls back whole.
+                    async with conn.transaction():
+                        await self._copy_in(conn, "telemetry", batch.rows)
+                        await self._write_latest(conn, batch)
+                    return len(batch.rows)
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+                    pass
+                async with conn.transaction():
+                    await self._copy_in(conn, "_telemetry_in", batch.rows)
+                    cur = await conn.execute(
+                        "INSERT INTO telemetry SELECT * FROM _telemetry_in "
+                        "ORDER BY device_pk, ts, key_id ON CONFLICT DO NOTHING"
                     )
-                    await cur2.executemany(
-                        "INSERT INTO rollup_pending (device_pk, hour) VALUES (%s, %s) "
-                        "ON CONFLICT DO NOTHING",
-                        batch.pending_hours,
-                    )
-                return inserted
+                    await self._write_latest(conn, batch)
+                    return cur.rowcount
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    async def _create_staging(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The connection's temporary tables for batches, created once per connection."""
+        if conn in self._staged:
+            return
+        async with conn.transaction():
+            for table, like in (("_telemetry_in", "telemetry"), ("_latest_in", "latest")):
+                await conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {table} (LIKE {like}) ON COMMIT DELETE ROWS"
+                )
+        self._staged.add(conn)
+
+    async def _write_latest(
+        self, conn: psycopg.AsyncConnection[Any], batch: TelemetryBatch
+    ) -> None:
+        """Latest values, last seen and pending rollups of a batch, in one round trip.
+
+        Each statement takes its row locks in key order (rows sorted), so
+        concurrent batches wait for each other but never deadlock.
+        """
+        await self._copy_in(conn, "_latest_in", batch.latest)
+        async with conn.pipeline(), conn.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO latest (device_pk, ts, key_id, num, str, bool) "
+                "SELECT device_pk, ts, key_id, num, str, bool FROM _latest_in "
+                "ORDER BY device_pk, key_id "
+                "ON CONFLICT (device_pk, key_id) DO UPDATE SET ts = excluded.ts, "
+                "num = excluded.num, str = excluded.str, bool = excluded.bool "
+                "WHERE excluded.ts > latest.ts"
+            )
+            await cur.executemany(
+                "UPDATE devices SET last_seen_ms = %(at)s WHERE pk = %(pk)s "
+                "AND (last_seen_ms IS NULL OR last_seen_ms < %(at)s)",
+                [{"pk": pk, "at": at} for pk, at in sorted(batch.last_seen)],
+            )
+            await cur.executemany(
+                "INSERT INTO rollup_pending (device_pk, hour) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                sorted(batch.pending_hours),
+            )
 
     @staticmethod
     async def _copy_in(
