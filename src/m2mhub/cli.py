@@ -13,6 +13,7 @@ import csv
 import logging
 import os
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -144,6 +145,18 @@ def demo(
     """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
     settings = _settings(**({"port": port} if port else {}))
     _logging(settings)
+    embedded = settings.mqtt_enabled and not settings.mqtt_url
+    if embedded and not port_is_free(settings.mqtt_host, settings.mqtt_port):
+        # A demo should run anywhere: another broker on 1883 is common. (serve refuses
+        # instead, and names the setting, since devices are configured with the port.)
+        with socket.socket() as probe:
+            probe.bind((settings.mqtt_host, 0))
+            free = int(probe.getsockname()[1])
+        out.print(
+            f"port {settings.mqtt_port} is taken (another MQTT broker?): the demo's broker "
+            f"uses {free} (set M2MHUB_MQTT_PORT to choose)"
+        )
+        settings = settings.model_copy(update={"mqtt_port": free})
     _check_ports(settings, http=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -200,6 +213,12 @@ async def _demo(settings: Settings, interval: float, duration: float | None, see
         f"  curl -H 'Authorization: Bearer {first_token}' -d '{{\"temperature_c\": 22.5}}' "
         f"{url}/api/v1/devices/{first_id}/telemetry"
     )
+    if platform.broker is not None:
+        out.print(
+            f"  mosquitto_pub -h {settings.mqtt_host} -p {settings.mqtt_port} -q 1 "
+            f"-u {first_id} -P {first_token} -t m2m/{first_id}/telemetry "
+            "-m '{\"power_kw\": 1.5}'"
+        )
     out.print("Ctrl-C stops.\n")
     fleet = asyncio.create_task(HttpFleet(url, devices, interval_s=interval).run())
     try:
@@ -251,8 +270,9 @@ def _logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    # One line per simulated request would drown what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Libraries that log every request or state change would drown what matters.
+    for chatty in ("httpx", "amqtt", "transitions", "gmqtt"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _safe_url(settings: Settings) -> str:

@@ -196,10 +196,10 @@ class MqttTransport:
                 await self._flusher
             self._flusher = None
         await self._flush()
-        if self._client is not None:
+        client, self._client = self._client, None
+        if client is not None:
             with contextlib.suppress(Exception):
-                await self._client.disconnect()
-            self._client = None
+                await client.disconnect()
 
     # -- gmqtt callbacks ---------------------------------------------------------------
 
@@ -211,7 +211,8 @@ class MqttTransport:
 
     def _on_disconnect(self, client: Client, packet: Any, exc: Any = None) -> None:
         self.connected.clear()
-        log.warning("MQTT subscriber disconnected; reconnecting")
+        if self._client is not None:  # not a stop() of ours
+            log.warning("MQTT subscriber disconnected; reconnecting")
 
     async def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
