@@ -964,27 +964,34 @@ class Store(abc.ABC):
     async def latest(
         self, device_pks: Sequence[int], keys: Sequence[str] | None = None
     ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Latest value and its ts for every key of each device."""
-        found: dict[int, dict[str, tuple[int, Value]]] = {pk: {} for pk in device_pks}
-        key_filter = ""
-        key_params: list[int] = []
+        """Latest value and its ts for every key of each device, in one query."""
+        key_ids: list[int] | None = None
         if keys is not None:
             ids = await self.known_key_ids(keys)
             if not ids:
-                return found
-            key_params = list(ids.values())
-            key_filter = f" AND key_id IN ({','.join('?' * len(key_params))})"
-        for chunk in _chunks(list(device_pks), 900):
-            marks = ",".join("?" * len(chunk))
-            rows = await self._fetchall(
-                f"SELECT device_pk, key_id, ts, num, str, bool FROM latest "
-                f"WHERE device_pk IN ({marks}){key_filter}",
-                [*chunk, *key_params],
+                return {pk: {} for pk in device_pks}
+            key_ids = list(ids.values())
+        sql, params = self._latest_query(list(device_pks), key_ids)
+        rows = await self._fetchall(sql, params)
+        names = self._key_names
+        unknown = next((r[1] for r in rows if r[1] not in names), None)
+        if unknown is not None:
+            await self.key_name(unknown)  # loads every key name
+        found: dict[int, dict[str, tuple[int, Value]]] = {pk: {} for pk in device_pks}
+        # join_value, inlined: this loop runs once per device and key.
+        for device_pk, key_id, ts, num, text, flag in rows:
+            found[device_pk][names[key_id]] = (
+                ts,
+                num if num is not None else text if text is not None else bool(flag),
             )
-            for device_pk, key_id, ts, num, text, flag in rows:
-                name = self._key_names.get(key_id) or await self.key_name(key_id)
-                found[device_pk][name] = (ts, join_value(num, text, flag))
         return found
+
+    @abc.abstractmethod
+    def _latest_query(
+        self, device_pks: list[int], key_ids: list[int] | None
+    ) -> tuple[str, list[Any]]:
+        """SELECT device_pk, key_id, ts, num, str, bool FROM latest for these devices (and keys),
+        with the device list as one parameter."""
 
     async def history(
         self,
@@ -1264,7 +1271,8 @@ def _device_type(row: Row) -> DeviceType:
 
 
 def _device(row: Row) -> Device:
-    labels = msgspec.json.decode(row[8], type=dict[str, str]) if row[8] else {}
+    # Most devices have no labels: skip decoding "{}" (this runs per listed device).
+    labels = msgspec.json.decode(row[8], type=dict[str, str]) if row[8] not in ("{}", "") else {}
     connected = None if row[9] is None else bool(row[9])
     return Device(
         row[0],

@@ -22,7 +22,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
-from m2mhub.core.values import Value
 from m2mhub.store import migrations
 from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
 
@@ -120,39 +119,15 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
-    async def latest(
-        self, device_pks: Sequence[int], keys: Sequence[str] | None = None
-    ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Latest value and its ts for every key of each device.
-
-        The same answer as :meth:`Store.latest` from one query with the
-        devices as one array parameter, instead of one query per 900 devices.
-        """
+    def _latest_query(
+        self, device_pks: list[int], key_ids: list[int] | None
+    ) -> tuple[str, list[Any]]:
         sql = "SELECT device_pk, key_id, ts, num, str, bool FROM latest WHERE device_pk = ANY(?)"
-        params: list[Any] = [list(device_pks)]
-        if keys is not None:
-            ids = await self.known_key_ids(keys)
-            if not ids:
-                return {pk: {} for pk in device_pks}
+        params: list[Any] = [device_pks]
+        if key_ids is not None:
             sql += " AND key_id = ANY(?)"
-            params.append(list(ids.values()))
-        return await self._latest_by_device(device_pks, await self._fetchall(sql, params))
-
-    async def _latest_by_device(
-        self, device_pks: Sequence[int], rows: list[Row]
-    ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Rows of ``latest`` -> {device_pk: {key: (ts, value)}} (as ``join_value``, inlined)."""
-        names = self._key_names
-        unknown = next((r[1] for r in rows if r[1] not in names), None)
-        if unknown is not None:
-            await self.key_name(unknown)  # loads every key name
-        found: dict[int, dict[str, tuple[int, Value]]] = {pk: {} for pk in device_pks}
-        for device_pk, key_id, ts, num, text, flag in rows:
-            found[device_pk][names[key_id]] = (
-                ts,
-                num if num is not None else text if text is not None else bool(flag),
-            )
-        return found
+            params.append(key_ids)
+        return sql, params
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
