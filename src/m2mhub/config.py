@@ -68,7 +68,9 @@ class Settings(BaseSettings):
         "dynamic-security plugin.",
     )
     mqtt_shared_group: str = Field(
-        "m2mhub", description="Shared-subscription group of ingest processes ($share/<group>/...)."
+        "",
+        description="With several ingest processes on one external broker: the group of their "
+        "shared subscription ($share/<group>/...). Empty: one process, plain subscriptions.",
     )
     mqtt_client_id: str = Field(
         "",

@@ -26,8 +26,9 @@ from m2mhub.core.errors import M2MHubError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
 from m2mhub.platform import Platform
+from m2mhub.store import Segment
 from m2mhub.store.models import KeySpec
-from tests.conftest import drop_schema, free_port, new_store
+from tests.conftest import drop_schema, free_port, new_store, same_database
 from tests.mosquitto import start_mosquitto
 
 DEADLINE_S = 10.0
@@ -394,3 +395,117 @@ async def test_a_command_waits_for_an_offline_device(hub: Hub) -> None:
     finally:
         device.loop_stop()
         device.disconnect()
+
+
+async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """Mosquitto restarts mid-stream: every reading it acknowledged is stored exactly once."""
+    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+    settings = Settings(
+        data_dir=tmp_path,
+        roles="api,ingest",
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        mqtt_username=broker.admin,
+        mqtt_password=broker.password,
+        mqtt_client_id=f"m2mhub-restart-{tmp_path.name}",
+        mqtt_device_rate=10_000,
+    )
+    store, schema = new_store(backend, tmp_path)
+    try:
+        async with Platform(settings, store=store) as platform:
+            tenant = await platform.registry.create_tenant("acme")
+            await platform.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
+            device, token = await platform.registry.create_device(
+                tenant.id, type_name="sensor", name="d1", device_id="d1"
+            )
+            base = now_ms() - 10_000
+
+            def publish(first: int, count: int) -> None:
+                """A device session: connect, publish QoS 1, wait for every PUBACK."""
+                client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="d1")
+                client.username_pw_set("d1", token)
+                client.connect("127.0.0.1", broker.port)
+                client.loop_start()
+                sent = [
+                    client.publish(
+                        "m2m/d1/telemetry",
+                        json.dumps({"ts": base + i, "values": {"temp": i}}),
+                        qos=1,
+                    )
+                    for i in range(first, first + count)
+                ]
+                for message in sent:
+                    message.wait_for_publish(DEADLINE_S)
+                    assert message.is_published()
+                client.loop_stop()
+                client.disconnect()
+
+            await asyncio.to_thread(publish, 0, 300)
+            # A clean restart: Mosquitto saves its queues (persistence) and comes back.
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.restart)
+            await asyncio.to_thread(publish, 300, 300)
+
+            async def all_stored() -> bool:
+                return await platform.store.count_points(device.pk) == 600
+
+            await eventually(all_stored, "600 readings stored after the broker restart")
+            history = await platform.store.history(
+                [Segment(device.pk, base, base + 600)], limit=1000
+            )
+            assert [p.value for p in history] == [float(i) for i in range(600)]
+    finally:
+        broker.stop()
+        if schema:
+            drop_schema(schema)
+
+
+async def test_two_ingest_processes_share_the_stream(tmp_path: Path) -> None:
+    """With a shared group, each message goes to one of the processes and is stored once."""
+    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+    common = {
+        "data_dir": tmp_path,
+        "roles": "api,ingest",
+        "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
+        "mqtt_username": broker.admin,
+        "mqtt_password": broker.password,
+        "mqtt_shared_group": "ingest",
+        "mqtt_device_rate": 10_000,
+    }
+    store, _ = new_store("sqlite", tmp_path)
+    try:
+        async with Platform(Settings(**common, mqtt_client_id="ingest-a"), store=store) as first:
+            second_store = same_database(store)
+            settings_b = Settings(**common, mqtt_client_id="ingest-b")
+            async with Platform(settings_b, store=second_store) as second:
+                tenant = await first.registry.create_tenant("acme")
+                await first.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
+                device, token = await first.registry.create_device(
+                    tenant.id, type_name="sensor", name="d1", device_id="d1"
+                )
+                hub = Hub(first, None, {}, broker.port, {"d1": token})  # type: ignore[arg-type]
+                publisher = await hub.paho("d1")
+                base = now_ms() - 10_000
+                try:
+                    sent = [
+                        publisher.publish(
+                            "m2m/d1/telemetry",
+                            json.dumps({"ts": base + i, "values": {"t": i}}),
+                            qos=1,
+                        )
+                        for i in range(400)
+                    ]
+                    await asyncio.to_thread(lambda: [m.wait_for_publish(DEADLINE_S) for m in sent])
+                finally:
+                    publisher.loop_stop()
+                    publisher.disconnect()
+
+                async def all_stored() -> bool:
+                    return await store.count_points(device.pk) == 400
+
+                await eventually(all_stored, "400 readings stored")
+                assert first.mqtt is not None and second.mqtt is not None
+                # Each message reached exactly one process, and both took a share.
+                assert first.mqtt.received + second.mqtt.received == 400
+                assert first.mqtt.received > 0 and second.mqtt.received > 0
+    finally:
+        broker.stop()

@@ -96,7 +96,7 @@ class BrokerAddress:
             password=parts.password or password,
             tls=tls,
             version=MQTTv50,
-            shared_group=shared_group,
+            shared_group=shared_group or None,
         )
 
     @classmethod
