@@ -7,6 +7,7 @@ server process.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -289,6 +290,20 @@ def time_calls(call: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
         result = call()
         runs.append((time.perf_counter() - start) * 1000)
     return Timing(runs), result
+
+
+def new_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark has: which stores, and which PostgreSQL."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help="PostgreSQL to use (a private schema is created and dropped)",
+    )
+    return parser
 
 
 def rule(title: str) -> None:

@@ -36,10 +36,10 @@ import msgspec
 import psycopg
 
 from _common import (
-    DEFAULT_PG_URL,
     HOUR_MS,
     CpuMeter,
     machine_summary,
+    new_parser,
     pg_checkpoint,
     pg_schema,
     pg_store_url,
@@ -406,15 +406,7 @@ def report_run(run: Run) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both")
-    parser.add_argument(
-        "--pg-url",
-        default=DEFAULT_PG_URL,
-        help="PostgreSQL to use (a private schema is created and dropped)",
-    )
+    parser = new_parser(__doc__)
     parser.add_argument("--points", type=int, default=3_000_000, help="values to post in each run")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--readings", type=int, default=100, help="readings per request")

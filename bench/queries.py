@@ -34,10 +34,10 @@ import httpx
 import psycopg
 
 from _common import (
-    DEFAULT_PG_URL,
     HOUR_MS,
     Timing,
     machine_summary,
+    new_parser,
     pg_schema,
     pg_store_url,
     postgres_version,
@@ -365,15 +365,7 @@ def print_lines(title: str, lines: list[Line]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both")
-    parser.add_argument(
-        "--pg-url",
-        default=DEFAULT_PG_URL,
-        help="PostgreSQL to use (a private schema is created and dropped)",
-    )
+    parser = new_parser(__doc__)
     parser.add_argument(
         "--seconds", type=int, default=30 * 86_400, help="seconds of data of the chart device"
     )

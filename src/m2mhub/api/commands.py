@@ -8,12 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
 
-from m2mhub.api.deps import Operator, PlatformDep, Viewer, bearer, read_body
-from m2mhub.api.ingest import device_caller
+from m2mhub.api.deps import Operator, PlatformDep, Viewer, read_body
+from m2mhub.api.ingest import device_caller, device_reader
 from m2mhub.api.schemas import Strict
-from m2mhub.auth.secrets import API_KEY_PREFIX
 from m2mhub.commands.service import parse_command_result
-from m2mhub.core.errors import AuthError
 from m2mhub.platform import Platform
 from m2mhub.store.models import Command, Device, Twin
 
@@ -212,14 +210,7 @@ async def get_twin(
 
     Readable with an API key of the tenant or the device's own token.
     """
-    credential = bearer(authorization, x_api_key)
-    if not credential:
-        raise AuthError("send an API key or the device token")
-    if credential.startswith(API_KEY_PREFIX):
-        principal = await platform.registry.authenticate_key(credential)
-        device = await platform.store.get_device(device_id, tenant_id=principal.tenant_id)
-    else:
-        device = await platform.registry.device_for_token(credential, device_id)
+    device = await device_reader(platform, device_id, authorization, x_api_key)
     return twin_out(await platform.store.twin(device.pk))
 
 

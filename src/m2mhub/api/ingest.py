@@ -91,6 +91,19 @@ async def device_caller(
     return await platform.registry.device_for_token(credential, device_id)
 
 
+async def device_reader(
+    platform: Platform, device_id: str, authorization: str | None, x_api_key: str | None
+) -> Device:
+    """The device a request may read about: with its own token, or any API key of its tenant."""
+    credential = bearer(authorization, x_api_key)
+    if not credential:
+        raise AuthError("send an API key or the device token")
+    if credential.startswith(API_KEY_PREFIX):
+        principal = await platform.registry.authenticate_key(credential)
+        return await platform.store.get_device(device_id, tenant_id=principal.tenant_id)
+    return await platform.registry.device_for_token(credential, device_id)
+
+
 @router.post(
     "/devices/{device_id}/telemetry",
     response_model=IngestResult,
@@ -160,14 +173,7 @@ async def get_attributes(
 
     Readable with the device's own token or any API key of its tenant.
     """
-    credential = bearer(authorization, x_api_key)
-    if not credential:
-        raise AuthError("send an API key or the device token")
-    if credential.startswith(API_KEY_PREFIX):
-        principal = await platform.registry.authenticate_key(credential)
-        device = await platform.store.get_device(device_id, tenant_id=principal.tenant_id)
-    else:
-        device = await platform.registry.device_for_token(credential, device_id)
+    device = await device_reader(platform, device_id, authorization, x_api_key)
     attributes = await platform.store.attributes(device.pk)
     return {key: {"ts": ts, "value": value} for key, (ts, value) in attributes.items()}
 
