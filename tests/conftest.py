@@ -73,6 +73,8 @@ def same_database(store: Store) -> Store:
 
 def drop_schema(schema: str) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        # A connection left in a transaction would block this for ever: fail instead.
+        conn.execute("SET lock_timeout = '10s'")
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 

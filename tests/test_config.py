@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from m2mhub.config import load_settings
+from m2mhub.connect.mqtt.transport import BrokerAddress
 from m2mhub.core.errors import M2MHubError
 
 
@@ -50,3 +51,28 @@ def test_mistakes_name_the_setting(
 def test_roles() -> None:
     assert load_settings(roles="all").role_set() == {"api", "ingest", "scheduler"}
     assert load_settings(roles="scheduler").role_set() == {"scheduler"}
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"M2MHUB_PORT": "-5"}, "port"),
+        ({"M2MHUB_MQTT_PORT": "70000"}, "mqtt_port"),
+        ({"M2MHUB_MQTT_DEVICE_RATE": "0"}, "mqtt_device_rate"),
+    ],
+)
+def test_out_of_range_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(M2MHubError) as caught:
+        load_settings()
+    assert caught.value.field == field
+
+
+def test_a_missing_ca_file_is_named() -> None:
+    settings = load_settings(mqtt_url="mqtts://127.0.0.1:8883", mqtt_ca_file="/nonexistent.pem")
+    with pytest.raises(M2MHubError) as caught:
+        BrokerAddress.from_settings(settings)
+    assert caught.value.field == "mqtt_ca_file"

@@ -108,7 +108,9 @@ def _run(work: Callable[[Store, Registry], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    roles: Annotated[str | None, typer.Option(help="api, scheduler or all.")] = None,
+    roles: Annotated[
+        str | None, typer.Option(help="Comma-separated: api, ingest, scheduler, or all.")
+    ] = None,
 ) -> None:
     """Run the platform (REST API, ingest and background jobs) until stopped."""
     from m2mhub.api.app import create_app
@@ -543,7 +545,7 @@ def device_import(
         except BaseException:
             tokens.unlink()
             raise
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")  # shells read lines without \r
         writer.writerow(["id", "name", "token"])
         writer.writerows(rows)
     out.print(f"imported {len(rows)} devices; their tokens are in {tokens}")

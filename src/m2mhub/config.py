@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         "empty means a SQLite file in data_dir.",
     )
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(8080, ge=1, le=65535)
     roles: str = Field(
         "all", description="Comma-separated roles this process runs: api, ingest, scheduler or all."
     )
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         "empty starts the embedded broker.",
     )
     mqtt_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
-    mqtt_port: int = Field(1883, description="Port the embedded broker listens on.")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="Port the embedded broker listens on.")
     mqtt_username: str = Field("", description="The platform's user at an external broker.")
     mqtt_password: str = Field("", description="The platform's password at an external broker.")
     mqtt_ca_file: str = Field("", description="CA certificate to verify an mqtts:// broker.")
@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     )
     mqtt_max_payload_bytes: int = Field(262_144, description="Largest accepted MQTT payload.")
     mqtt_device_rate: float = Field(
-        50.0, description="Messages per second one device may publish (a burst of 5x is allowed)."
+        50.0,
+        gt=0,
+        description="Messages per second one device may publish (a burst of 5x is allowed).",
     )
     log_level: str = "INFO"
 

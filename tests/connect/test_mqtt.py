@@ -82,10 +82,14 @@ class Hub:
             check=False,
         ).returncode
 
-    async def paho(self, device_id: str, **will: object) -> paho.Client:
+    async def paho(
+        self, device_id: str, *, on_message: Callable[..., None] | None = None, **will: object
+    ) -> paho.Client:
         """A connected paho client (its network loop in a thread of its own)."""
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=device_id)
         client.username_pw_set(device_id, self.tokens[device_id])
+        if on_message is not None:
+            client.on_message = on_message
         if will:
             client.will_set(**will)  # type: ignore[arg-type]
         connected = threading.Event()
@@ -509,3 +513,74 @@ async def test_two_ingest_processes_share_the_stream(tmp_path: Path) -> None:
                 assert first.mqtt.received > 0 and second.mqtt.received > 0
     finally:
         broker.stop()
+
+
+async def test_retained_messages_stay_with_their_device(hub: Hub) -> None:
+    await hub.device("d1")
+    await hub.device("d2")
+    first_device = await hub.paho("d1")
+    try:
+        await published(first_device.publish("m2m/d1/status", "online", qos=1, retain=True))
+    finally:
+        first_device.loop_stop()
+        first_device.disconnect()
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[str] = asyncio.Queue()
+    subscribed = asyncio.Event()
+    # Listening from before the connection: a broker may push retained messages at once.
+    other = await hub.paho(
+        "d2", on_message=lambda c, u, m: loop.call_soon_threadsafe(received.put_nowait, m.topic)
+    )
+    other.on_subscribe = lambda *args: loop.call_soon_threadsafe(subscribed.set)
+    try:
+        other.subscribe([("m2m/d2/nothing-here", 1), ("m2m/d2/#", 1)])
+        await asyncio.wait_for(subscribed.wait(), DEADLINE_S)
+        await published(other.publish("m2m/d2/events", json.dumps({"kind": "ping"}), qos=1))
+        # Its own message comes back through its own subscription; nothing of d1's before it.
+        first = await asyncio.wait_for(received.get(), DEADLINE_S)
+        assert first == "m2m/d2/events"
+    finally:
+        other.loop_stop()
+        other.disconnect()
+
+
+async def test_device_accounts_still_change_after_a_broker_restart(tmp_path: Path) -> None:
+    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+    settings = Settings(
+        data_dir=tmp_path,
+        roles="api",
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        mqtt_username=broker.admin,
+        mqtt_password=broker.password,
+    )
+    try:
+        async with Platform(settings, store=new_store("sqlite", tmp_path)[0]) as platform:
+            tenant = await platform.registry.create_tenant("acme")
+            await platform.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.restart)
+            _, token = await platform.registry.create_device(
+                tenant.id, type_name="sensor", name="late", device_id="late"
+            )
+            hub = Hub(platform, None, {}, broker.port, {"late": token})  # type: ignore[arg-type]
+            # The account exists at the broker: the device may publish.
+            assert await asyncio.to_thread(hub.pub, "late", "m2m/late/telemetry", '{"t": 1}') == 0
+    finally:
+        broker.stop()
+
+
+async def test_data_after_a_last_will_brings_the_device_back(hub: Hub) -> None:
+    await hub.device("d1")
+    platform = hub.platform
+    assert await asyncio.to_thread(hub.pub, "d1", "m2m/d1/telemetry", '{"temp": 1}') == 0
+    await eventually(lambda: has_points(hub, "d1", 1), "the first reading stored")
+    await platform.set_connection(await platform.registry.device("d1"), online=False)
+    shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+    assert shown["status"] == "offline"
+    assert await asyncio.to_thread(hub.pub, "d1", "m2m/d1/telemetry", '{"temp": 2}') == 0
+
+    async def back_online() -> bool:
+        shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
+        return shown["status"] == "online" and shown["connected"] is None
+
+    await eventually(back_online, "the device counts as online again")

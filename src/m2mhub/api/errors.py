@@ -17,6 +17,7 @@ from m2mhub.core.errors import (
     NotFoundError,
     PayloadError,
     StoreError,
+    UnavailableError,
 )
 from m2mhub.registry.service import ImportRejected
 
@@ -27,6 +28,7 @@ STATUS: Final[dict[type[M2MHubError], int]] = {
     NotFoundError: 404,
     ConflictError: 409,
     StoreError: 503,
+    UnavailableError: 503,
 }
 
 

@@ -8,6 +8,7 @@ from m2mhub.core.errors import (
     NotFoundError,
     PayloadError,
     StoreError,
+    UnavailableError,
 )
 from m2mhub.core.values import Reading, Role, Value
 
@@ -21,5 +22,6 @@ __all__ = [
     "Reading",
     "Role",
     "StoreError",
+    "UnavailableError",
     "Value",
 ]

@@ -49,6 +49,12 @@ class ConflictError(M2MHubError):
     code = "conflict"
 
 
+class UnavailableError(M2MHubError):
+    """A service m2mhub relies on (a broker) refused or did not answer; try again."""
+
+    code = "unavailable"
+
+
 class StoreError(M2MHubError):
     """The database failed or holds something it should not."""
 

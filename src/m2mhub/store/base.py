@@ -948,8 +948,8 @@ class Store(abc.ABC):
                 ],
             )
             await tx.execute(
-                "UPDATE devices SET last_seen_ms = ? WHERE pk = ? "
-                "AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
+                "UPDATE devices SET last_seen_ms = ?, connected = NULLIF(connected, FALSE) "
+                "WHERE pk = ? AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
                 (now_ms(), device_pk, now_ms()),
             )
 

@@ -193,7 +193,8 @@ class PostgresStore(Store):
                 "WHERE excluded.ts > latest.ts"
             )
             await cur.executemany(
-                "UPDATE devices SET last_seen_ms = %(at)s WHERE pk = %(pk)s "
+                "UPDATE devices SET last_seen_ms = %(at)s, connected = NULLIF(connected, FALSE) "
+                "WHERE pk = %(pk)s "
                 "AND (last_seen_ms IS NULL OR last_seen_ms < %(at)s)",
                 [{"pk": pk, "at": at} for pk, at in sorted(batch.last_seen)],
             )

@@ -197,7 +197,8 @@ class SqliteStore(Store):
                     batch.latest,
                 )
                 conn.executemany(
-                    "UPDATE devices SET last_seen_ms = ?2 WHERE pk = ?1 "
+                    "UPDATE devices SET last_seen_ms = ?2, connected = NULLIF(connected, FALSE) "
+                    "WHERE pk = ?1 "
                     "AND (last_seen_ms IS NULL OR last_seen_ms < ?2)",
                     batch.last_seen,
                 )

@@ -26,7 +26,7 @@ from gmqtt import Client
 
 from m2mhub.connect.mqtt.topics import PREFIX
 from m2mhub.connect.mqtt.transport import BrokerAddress
-from m2mhub.core.errors import M2MHubError
+from m2mhub.core.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ CHUNK: Final = 200
 TIMEOUT_S: Final = 10.0
 
 
-class BrokerAccountError(M2MHubError):
+class BrokerAccountError(UnavailableError):
     """The broker refused or did not answer an account change."""
 
     code = "broker_error"
@@ -84,6 +84,7 @@ class DynamicSecurity:
         self._client: Client | None = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._ready = asyncio.Event()
 
     async def __aenter__(self) -> DynamicSecurity:
         await self.connect()
@@ -101,13 +102,12 @@ class DynamicSecurity:
         client = Client(f"m2mhub-dynsec-{secrets.token_hex(4)}")
         client.set_auth_credentials(self.address.username, self.address.password)
         client.on_message = self._on_message
-        subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_subscribe(*args: Any) -> None:
-            if not subscribed.done():
-                subscribed.set_result(None)
-
-        client.on_subscribe = on_subscribe
+        # Ready once subscribed to the answers; again after every reconnect (a broker restart).
+        client.on_connect = lambda c, flags, rc, properties: c.subscribe(RESPONSE, qos=1)
+        client.on_subscribe = lambda *args: self._ready.set()
+        client.on_disconnect = lambda *args: self._ready.clear()
+        client.set_config({"reconnect_retries": -1, "reconnect_delay": 2})
+        self._ready.clear()
         try:
             await client.connect(
                 self.address.host, self.address.port, ssl=self.address.tls or False
@@ -118,9 +118,17 @@ class DynamicSecurity:
                 f"{self.address.username!r}: {exc}",
                 field="mqtt_url",
             ) from exc
-        client.subscribe(RESPONSE, qos=1)
-        await asyncio.wait_for(subscribed, TIMEOUT_S)
         self._client = client
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self._ready.wait(), TIMEOUT_S)
+        except TimeoutError:
+            raise BrokerAccountError(
+                f"the MQTT broker at {self.address.host}:{self.address.port} is not reachable; "
+                "try again"
+            ) from None
 
     async def close(self) -> None:
         if self._client is not None:
@@ -145,15 +153,7 @@ class DynamicSecurity:
         for start in range(0, len(commands), CHUNK):
             chunk = list(commands[start : start + CHUNK])
             async with self._lock:
-                self._answer = asyncio.get_running_loop().create_future()
-                self._client.publish(CONTROL, msgspec.json.encode({"commands": chunk}), qos=1)
-                try:
-                    responses = await asyncio.wait_for(self._answer, TIMEOUT_S)
-                except TimeoutError:
-                    raise BrokerAccountError(
-                        "the broker did not answer dynamic-security commands; is the plugin "
-                        "loaded and does m2mhub's account have the admin role?"
-                    ) from None
+                responses = await self._exchange(chunk)
             for command, response in zip(chunk, responses, strict=False):
                 error = response.get("error")
                 if error and error not in tolerate:
@@ -163,6 +163,28 @@ class DynamicSecurity:
                     )
             answers += responses
         return answers
+
+    async def _exchange(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One control message and its answer.
+
+        Sent a second time if unanswered: a broker that just restarted may have taken
+        the first one on a connection that was already dead. Every command m2mhub sends
+        can be repeated (a device's account is deleted before it is created).
+        """
+        assert self._client is not None
+        for attempt in (1, 2):
+            await self._wait_ready()
+            self._answer = asyncio.get_running_loop().create_future()
+            self._client.publish(CONTROL, msgspec.json.encode({"commands": chunk}), qos=1)
+            try:
+                return await asyncio.wait_for(self._answer, TIMEOUT_S / 2)
+            except TimeoutError:
+                if attempt == 2:
+                    raise BrokerAccountError(
+                        "the broker did not answer dynamic-security commands; is the plugin "
+                        "loaded and does m2mhub's account have the admin role?"
+                    ) from None
+        raise AssertionError("unreachable")
 
     async def ensure_platform_role(self) -> None:
         """Give m2mhub's own account read and write access to every device topic."""
@@ -191,7 +213,12 @@ class DynamicSecurity:
         # this one included, before it answers: send, wait to be dropped, reconnect.
         assert self._client is not None
         dropped = asyncio.Event()
-        self._client.on_disconnect = lambda *args: dropped.set()
+
+        def on_disconnect(*args: Any) -> None:
+            dropped.set()
+            self._ready.clear()
+
+        self._client.on_disconnect = on_disconnect
         command = {"command": "addClientRole", "username": self.address.username}
         command["rolename"] = PLATFORM_ROLE
         self._client.publish(CONTROL, msgspec.json.encode({"commands": [command]}), qos=1)

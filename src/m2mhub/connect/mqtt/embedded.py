@@ -22,7 +22,7 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from m2mhub.connect.mqtt.topics import is_own_topic
+from m2mhub.connect.mqtt.topics import filter_matches, is_own_topic
 from m2mhub.core.errors import AuthError, M2MHubError
 from m2mhub.core.net import port_is_free
 from m2mhub.registry.service import Registry
@@ -112,6 +112,27 @@ class _Broker(Broker):
     After the client's loop ends, deliver what is left.
     """
 
+    gate: _Gate | None = None
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        # amqtt 0.12 sends retained messages without asking the ACL: a device got another
+        # device's retained status.
+        # On every connect it also walks everybody's subscriptions: only this session's count.
+        topic_filter, qos = subscription
+        handler = self._get_handler(session)
+        subscribers = self._subscriptions.get(topic_filter, [])
+        if handler is None or self.gate is None or all(s is not session for s, _ in subscribers):
+            return
+        sends = [
+            handler.mqtt_publish(topic, kept.data, min(qos, kept.qos or qos), retain=True)
+            for topic, kept in list(self._retained_messages.items())
+            if filter_matches(topic_filter, topic) and self.gate.allows(session.username, topic)
+        ]
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         await super()._client_message_loop(client_session, handler)
         queue = client_session.delivered_message_queue
@@ -149,6 +170,7 @@ class EmbeddedBroker:
             },
         }
         self._broker = _Broker(config)
+        self._broker.gate = self._gate
         await self._broker.start()
         log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
 

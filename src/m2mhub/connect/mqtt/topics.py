@@ -71,6 +71,17 @@ def parse_topic(topic: str) -> DeviceTopic | None:
         return None
 
 
+def filter_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching (MQTT 3.1.1 section 4.7): ``+`` one level, ``#`` the rest."""
+    levels = topic.split("/")
+    for index, part in enumerate(topic_filter.split("/")):
+        if part == "#":
+            return True
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+    return len(levels) == len(topic_filter.split("/"))
+
+
 def is_own_topic(device_id: str, topic: str) -> bool:
     """True when a topic or filter lies under the device's own prefix.
 

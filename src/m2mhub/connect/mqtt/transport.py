@@ -87,7 +87,12 @@ class BrokerAddress:
             )
         tls = None
         if parts.scheme == "mqtts":
-            tls = ssl.create_default_context(cafile=ca_file or None)
+            try:
+                tls = ssl.create_default_context(cafile=ca_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise M2MHubError(
+                    f"mqtt_ca_file: cannot use {ca_file!r}: {exc}", field="mqtt_ca_file"
+                ) from None
         port = parts.port or (8883 if tls else 1883)
         return cls(
             parts.hostname,
@@ -151,6 +156,7 @@ class MqttTransport:
         self._logged: dict[str, float] = {}
         self._client: Client | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()  # message handlers not finished yet
         self._handlers: dict[Channel, Callable[[Device, bytes, int], Awaitable[None]]] = {
             Channel.TELEMETRY: self._telemetry,
             Channel.ATTRIBUTES: self._attributes,
@@ -190,16 +196,20 @@ class MqttTransport:
         self._flusher = asyncio.create_task(self._flush_loop(), name="m2mhub-mqtt-rejections")
 
     async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+        # Let the handlers of messages already received finish (and commit) before the
+        # store closes; they are not acknowledged, so the broker would send them again.
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=10)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
         await self._flush()
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
 
     # -- gmqtt callbacks ---------------------------------------------------------------
 
@@ -217,6 +227,15 @@ class MqttTransport:
     async def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
     ) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            return await self._handle(topic, payload)
+        finally:
+            self._inflight.discard(task)
+
+    async def _handle(self, topic: str, payload: bytes) -> int:
         self.received += 1
         parsed = parse_topic(topic)
         if parsed is None:
