@@ -133,7 +133,7 @@ class DynamicSecurity:
     async def close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
-                await self._client.disconnect()
+                await asyncio.wait_for(self._client.disconnect(), TIMEOUT_S)
             self._client = None
 
     async def _on_message(

@@ -199,7 +199,7 @@ class MqttTransport:
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.disconnect()
+                await asyncio.wait_for(client.disconnect(), 5)
         # Let the handlers of messages already received finish (and commit) before the
         # store closes; they are not acknowledged, so the broker would send them again.
         if self._inflight:
