@@ -33,6 +33,7 @@ class Mosquitto:
     admin: str
     password: str
     config: Path
+    tls_port: int | None = None  # a TLS listener, when started with a certificate
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -53,8 +54,20 @@ class Mosquitto:
         _wait_listening(self.port, self.process)
 
 
-def start_mosquitto(directory: Path) -> Mosquitto:
-    """Mosquitto with dynamic security; its admin account is what m2mhub connects with."""
+@dataclass(frozen=True)
+class ServerCertificate:
+    """PEM files of a broker's certificate chain and key, and of the CA that signed them."""
+
+    ca: Path
+    chain: Path
+    key: Path
+
+
+def start_mosquitto(directory: Path, *, tls: ServerCertificate | None = None) -> Mosquitto:
+    """Mosquitto with dynamic security; its admin account is what m2mhub connects with.
+
+    With ``tls``, a second listener on another free port speaks MQTT over TLS.
+    """
     plugin = dynsec_plugin()
     missing = [name for name in ("mosquitto", "mosquitto_ctrl") if shutil.which(name) is None] + (
         [] if plugin else ["mosquitto_dynamic_security.so"]
@@ -88,9 +101,19 @@ def start_mosquitto(directory: Path) -> Mosquitto:
         "set_tcp_nodelay true\n"
         f"log_dest file {directory}/mosquitto.log\n"
     )
+    tls_port = None
+    if tls is not None:
+        tls_port = free_port()
+        with config.open("a") as extra:
+            extra.write(
+                f"listener {tls_port} 127.0.0.1\n"
+                f"cafile {tls.ca}\ncertfile {tls.chain}\nkeyfile {tls.key}\n"
+            )
     process = _launch(config)
     _wait_listening(port, process)
-    return Mosquitto(process, port, "m2mhub", password, config)
+    if tls_port is not None:
+        _wait_listening(tls_port, process)
+    return Mosquitto(process, port, "m2mhub", password, config, tls_port)
 
 
 def _launch(config: Path) -> subprocess.Popen[bytes]:

@@ -8,7 +8,9 @@ in ``tests/processes.py``.
 from __future__ import annotations
 
 import csv
+import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as paho
 import psycopg
 import pytest
 
@@ -413,6 +416,79 @@ def test_import_that_cannot_write_its_tokens_file_loses_no_tokens(
     assert "tokens.csv" in printed
 
 
+# -- commands --------------------------------------------------------------------------
+
+
+def test_command_send_reaches_an_mqtt_device_and_prints_its_result(
+    hub_env: dict[str, str], server: Server
+) -> None:
+    new_tenant(hub_env, "plant", "pump")
+    device_id, token = create_device(hub_env, "plant", "pump", "pump-1")
+    port = int(hub_env["M2MHUB_MQTT_PORT"])
+    received: list[dict[str, Any]] = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=device_id)
+    client.username_pw_set(device_id, token)
+
+    def answer(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        command = json.loads(message.payload)
+        received.append(command)
+        result = {"status": "succeeded", "result": {"speed": command["params"]["speed"]}}
+        client.publish(f"{message.topic}/result", json.dumps(result), qos=1)
+
+    subscribed = threading.Event()
+    client.on_message = answer
+    client.on_subscribe = lambda *args: subscribed.set()
+
+    def on_connect(client: paho.Client, *args: object) -> None:
+        client.subscribe(f"m2m/{device_id}/commands/+", qos=1)
+        client.publish(f"m2m/{device_id}/status", "online", qos=1, retain=True)  # birth
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10), "the device could not subscribe to its commands"
+        printed = ok(
+            "command",
+            "send",
+            "set_speed",
+            "--device",
+            device_id,
+            "--params",
+            '{"speed": 40}',
+            "--wait",
+            "20",
+            "-t",
+            "plant",
+            env=hub_env,
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert received and received[0]["method"] == "set_speed"
+    row = next(line for line in printed.splitlines() if device_id in line)
+    assert "succeeded" in row and '{"speed": 40}' in row
+    listed = ok("command", "list", device_id, "-t", "plant", env=hub_env)
+    assert "set_speed" in listed and "succeeded" in listed
+
+
+def test_a_command_for_an_http_device_waits_for_its_poll(
+    hub_env: dict[str, str], server: Server
+) -> None:
+    new_tenant(hub_env, "quiet", "valve")
+    device_id, token = create_device(hub_env, "quiet", "valve", "valve-1")
+    result = run_m2mhub(
+        "command", "send", "open", "--device", device_id, "--wait", "1", "-t", "quiet", env=hub_env
+    )
+    # Not answered within --wait: exit 1. The device never connected over MQTT, so the
+    # server (which runs an MQTT broker) keeps the command for the device's HTTP poll.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "queued" in result.stdout
+    with server.client(token) as device:
+        taken = device.get(f"/api/v1/devices/{device_id}/commands/next", params={"wait": 5})
+    assert [c["method"] for c in taken.json()] == ["open"]
+
+
 # -- errors name the field ---------------------------------------------------------------
 
 
@@ -440,6 +516,11 @@ def errors_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (["device", "import", "no-such.csv"], ["no-such.csv", "does not exist"]),
         (["tenant", "create", "Bad_Slug"], ["slug", "'Bad_Slug'"]),
         (["apikey", "create", "--role", "boss"], ["--role", "boss"]),
+        (["command", "send", "reboot", "--device", "ghost"], ["device 'ghost' not found"]),
+        (["command", "send", "reboot"], ["--device or --group"]),
+        (["command", "send", "reboot", "--group", "nope"], ["group 'nope' not found"]),
+        (["command", "send", "reboot", "--device", "d", "--params", "{x"], ["params", "JSON"]),
+        (["command", "send", "reboot", "--device", "d", "--params", "[1]"], ["params", "object"]),
     ],
     ids=[
         "unknown-tenant",
@@ -455,6 +536,11 @@ def errors_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "missing-import-file",
         "bad-slug",
         "bad-role",
+        "command-unknown-device",
+        "command-no-target",
+        "command-unknown-group",
+        "command-bad-params",
+        "command-params-not-object",
     ],
 )
 def test_errors_name_the_field(

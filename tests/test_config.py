@@ -49,7 +49,7 @@ def test_mistakes_name_the_setting(
 
 
 def test_roles() -> None:
-    assert load_settings(roles="all").role_set() == {"api", "ingest", "scheduler"}
+    assert load_settings(roles="all").role_set() == {"api", "ingest", "scheduler", "rules"}
     assert load_settings(roles="scheduler").role_set() == {"scheduler"}
 
 

@@ -57,6 +57,22 @@ class ConnectionChanged(msgspec.Struct, frozen=True, tag="connection_changed"):
     online: bool
 
 
+class PresenceChanged(msgspec.Struct, frozen=True, tag="presence_changed"):
+    """A device came online or went offline: announced once per change, across processes.
+
+    ``reason`` says why: "connected" (its birth message), "reporting" (it is heard
+    from), "silent" (nothing for ``offline_factor`` report intervals) or
+    "disconnected" (its last will or its own "offline").
+    """
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    ts: int
+    online: bool
+    reason: str
+
+
 class CommandChanged(msgspec.Struct, frozen=True, tag="command_changed"):
     """A command was queued, sent, answered, expired or timed out."""
 
@@ -78,13 +94,28 @@ class TwinChanged(msgspec.Struct, frozen=True, tag="twin_changed"):
     version: int
 
 
+class AlarmChanged(msgspec.Struct, frozen=True, tag="alarm_changed"):
+    """An alarm was raised, acknowledged, cleared or commented on."""
+
+    tenant_id: int
+    device_pk: int
+    device_id: str
+    alarm_id: int
+    rule: str
+    severity: str
+    status: str
+    change: str  # raised, acknowledged, cleared, comment
+
+
 Event = (
     ReadingsStored
     | AttributesReported
     | DeviceEventRaised
     | ConnectionChanged
+    | PresenceChanged
     | CommandChanged
     | TwinChanged
+    | AlarmChanged
 )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import getpass
+import json
 import logging
 import os
 import random
@@ -24,6 +26,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from m2mhub.audit import AuditLog
+from m2mhub.bus import Bus
+from m2mhub.commands.service import CommandService
 from m2mhub.config import Settings, load_settings
 from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.transport import BrokerAddress
@@ -33,7 +38,7 @@ from m2mhub.core.values import Role, ValueType
 from m2mhub.platform import Platform
 from m2mhub.registry.service import ImportRejected, Registry, parse_labels
 from m2mhub.store import Store, open_store
-from m2mhub.store.models import KeySpec
+from m2mhub.store.models import Command, KeySpec
 from m2mhub.store.postgres import redact
 
 T = TypeVar("T")
@@ -45,12 +50,18 @@ user_app = typer.Typer(help="People who sign in, with their role.")
 type_app = typer.Typer(help="Device types: keys, units, report interval.")
 device_app = typer.Typer(help="Devices and their tokens.")
 db_app = typer.Typer(help="The database: migrations and jobs.")
+command_app = typer.Typer(help="Commands to devices: send one by hand, see what became of it.")
+rules_app = typer.Typer(help="Rules: conditions on device data and the actions they take.")
+alarms_app = typer.Typer(help="Alarms raised by rules.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="apikey")
 app.add_typer(user_app, name="user")
 app.add_typer(type_app, name="type")
 app.add_typer(device_app, name="device")
 app.add_typer(db_app, name="db")
+app.add_typer(command_app, name="command")
+app.add_typer(rules_app, name="rules")
+app.add_typer(alarms_app, name="alarms")
 
 # soft_wrap: keys, tokens and commands must stay on one line to be copied from a pipe or log.
 out = Console(soft_wrap=True)
@@ -258,6 +269,17 @@ def _check_ports(settings: Settings, *, http: bool) -> None:
         raise typer.Exit(2)
 
 
+async def _audit(store: Store, tenant_id: int, action: str, target: str, **details: Any) -> None:
+    """Record a management command in the audit log, as done by the OS user running it."""
+    await AuditLog(store).record(
+        tenant_id=tenant_id,
+        actor=f"cli:{getpass.getuser()}",
+        action=action,
+        target=target,
+        details=details,
+    )
+
+
 async def _bootstrap(store: Store, registry: Registry) -> str | None:
     """On an empty database, create the ``default`` tenant and return its first admin key."""
     if await store.list_tenants():
@@ -354,7 +376,8 @@ def key_create(
 
     async def work(store: Store, registry: Registry) -> str:
         t = await registry.tenant(tenant)
-        _, key = await registry.create_api_key(t.id, name, role)
+        record, key = await registry.create_api_key(t.id, name, role)
+        await _audit(store, t.id, "apikey.create", f"apikey:{record.id}", role=role.value)
         return key
 
     out.print(_run(work))
@@ -464,6 +487,7 @@ def device_create(
         device, token = await registry.create_device(
             t.id, type_name=type, name=name, device_id=id, labels=labels
         )
+        await _audit(store, t.id, "device.create", f"device:{device.id}", name=name, type=type)
         return device.id, token
 
     device_id, token = _run(work)
@@ -505,7 +529,10 @@ def device_rotate(device_id: str, tenant: TenantOpt = "default") -> None:
     """
 
     async def work(store: Store, registry: Registry) -> str:
-        return await registry.rotate_token((await registry.tenant(tenant)).id, device_id)
+        t = await registry.tenant(tenant)
+        token = await registry.rotate_token(t.id, device_id)
+        await _audit(store, t.id, "device.rotate_token", f"device:{device_id}")
+        return token
 
     out.print(f"new token (shown once): [bold]{_run(work)}[/bold]")
 
@@ -525,7 +552,9 @@ def device_import(
     text = file.read_text(encoding="utf-8-sig")
 
     async def work(store: Store, registry: Registry) -> list[tuple[str, str, str]]:
-        created = await registry.import_devices_csv((await registry.tenant(tenant)).id, text)
+        t = await registry.tenant(tenant)
+        created = await registry.import_devices_csv(t.id, text)
+        await _audit(store, t.id, "device.import", "devices", ids=[d.id for d, _ in created])
         return [(d.id, d.name, token) for d, token in created]
 
     # Tokens exist only in this file once the devices are created: make sure it can be
@@ -549,3 +578,201 @@ def device_import(
         writer.writerow(["id", "name", "token"])
         writer.writerows(rows)
     out.print(f"imported {len(rows)} devices; their tokens are in {tokens}")
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+@command_app.command("send")
+def command_send(
+    method: Annotated[str, typer.Argument(help="The method the device implements, e.g. reboot.")],
+    device: Annotated[str | None, typer.Option(help="Device id.")] = None,
+    group: Annotated[str | None, typer.Option(help="Every device of this group.")] = None,
+    params: Annotated[str, typer.Option(help="Parameters as a JSON object.")] = "{}",
+    oneway: Annotated[bool, typer.Option(help="No result expected: done once delivered.")] = False,
+    ttl: Annotated[int, typer.Option(help="Seconds it may wait for an offline device.")] = 3600,
+    timeout: Annotated[int, typer.Option(help="Seconds to wait for a result once sent.")] = 30,
+    wait: Annotated[float, typer.Option(help="Wait this many seconds for the outcome.")] = 0,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Queue a command for a device or a group; a running server delivers it.
+
+    The command goes out from the server (MQTT at once, HTTP devices on their
+    next poll). With --wait, the outcome is printed when it is known; the exit
+    code is 1 when a command failed or expired, or is still open after --wait.
+    """
+    if (device is None) == (group is None):
+        err.print("[red]error:[/red] device: give either --device or --group")
+        raise typer.Exit(2)
+    try:
+        decoded = json.loads(params)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] params: not valid JSON ({exc.msg})")
+        raise typer.Exit(2) from None
+    if not isinstance(decoded, dict):
+        err.print("[red]error:[/red] params: must be a JSON object, e.g. '{\"delay_s\": 5}'")
+        raise typer.Exit(2)
+
+    async def work(store: Store, registry: Registry) -> list[tuple[Command, str]]:
+        t = await registry.tenant(tenant)
+        if device is not None:
+            targets = [await store.get_device(device, tenant_id=t.id)]
+        else:
+            found = await store.get_group(t.id, group or "")
+            pks = await store.device_pks(t.id, group_id=found.id)
+            targets = list((await store.devices_by_pk(pks)).values())
+        service = CommandService(store, Bus())
+        commands = await service.send(
+            targets,
+            method,
+            decoded,
+            oneway=oneway,
+            ttl_ms=ttl * 1000,
+            timeout_ms=timeout * 1000,
+            created_by=f"cli:{getpass.getuser()}",
+        )
+        target = f"device:{device}" if device is not None else f"group:{group}"
+        await _audit(
+            store,
+            t.id,
+            "command.send",
+            target,
+            method=method,
+            params=decoded,
+            commands=[c.id for c in commands],
+        )
+        if wait > 0:
+            commands = await service.wait(commands, wait)
+        ids = {d.pk: d.id for d in targets}
+        return [(c, ids[c.device_pk]) for c in commands]
+
+    sent = _run(work)
+    _print_commands(sent)
+    if wait > 0 and any(c.status not in ("delivered", "succeeded") for c, _ in sent):
+        raise typer.Exit(1)
+
+
+@command_app.command("list")
+def command_list(
+    device: Annotated[str, typer.Argument(help="Device id.")],
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    tenant: TenantOpt = "default",
+) -> None:
+    """A device's commands, newest first, with their status and result."""
+
+    async def work(store: Store, registry: Registry) -> list[tuple[Command, str]]:
+        t = await registry.tenant(tenant)
+        found = await store.get_device(device, tenant_id=t.id)
+        return [(c, found.id) for c in await store.list_commands(found.pk, limit=limit)]
+
+    _print_commands(_run(work))
+
+
+def _print_commands(commands: list[tuple[Command, str]]) -> None:
+    table = Table("id", "device", "method", "status", "result")
+    for command, device_id in commands:
+        if command.error:
+            outcome = f"error: {command.error}"
+        elif command.result is not None:
+            outcome = json.dumps(command.result)
+        else:
+            outcome = ""
+        table.add_row(command.id, device_id, command.method, command.status, escape(outcome))
+    out.print(table)
+
+
+# -- rules and alarms ------------------------------------------------------------------------
+
+
+@rules_app.command("apply")
+def rules_apply(
+    file: Annotated[Path, typer.Argument(help="A YAML rules file (see docs/rules.md).")],
+) -> None:
+    """Create or replace the file's rules (by name) in its tenant; all or none.
+
+    A running server picks the change up within M2MHUB_RULES_RELOAD_S seconds.
+    """
+    from m2mhub.rules.service import apply_rule_file
+
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {file}: {exc.strerror}")
+        raise typer.Exit(2) from None
+
+    async def work(store: Store, registry: Registry) -> list[tuple[str, bool]]:
+        _, applied = await apply_rule_file(store, text, source=str(file))
+        return applied
+
+    for name, created in _run(work):
+        out.print(f"{'created' if created else 'replaced'} rule [bold]{escape(name)}[/bold]")
+
+
+@rules_app.command("list")
+def rules_list(tenant: TenantOpt = "default") -> None:
+    """The tenant's rules: scope, condition and actions."""
+    from m2mhub.rules.service import rule_of
+    from m2mhub.store.models import StoredRule
+
+    async def work(store: Store, registry: Registry) -> list[StoredRule]:
+        return await store.list_rules((await registry.tenant(tenant)).id)
+
+    table = Table("name", "enabled", "source", "scope", "condition", "actions")
+    for stored in _run(work):
+        data = rule_of(stored).to_data()
+        scope = ", ".join(f"{k}={v}" for k, v in data["scope"].items())
+        condition = ", ".join(
+            f"{k} {v}" if isinstance(v, str) else k
+            for k, v in (data.get("condition") or {"compute": ""}).items()
+        )
+        actions = ", ".join(next(iter(a)) for a in data.get("actions", []))
+        table.add_row(
+            escape(stored.name),
+            "yes" if stored.enabled else "no",
+            stored.source,
+            escape(scope),
+            escape(condition),
+            actions,
+        )
+    out.print(table)
+
+
+@alarms_app.command("list")
+def alarms_list(
+    status: Annotated[
+        str, typer.Option(help="Comma-separated: active, acknowledged, cleared; empty for all.")
+    ] = "active,acknowledged",
+    severity: Annotated[str, typer.Option(help="Comma-separated severities.")] = "",
+    device: Annotated[str | None, typer.Option(help="Only this device's alarms.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule's alarms.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Alarms, newest first (open ones by default)."""
+    from m2mhub.core.timeutil import format_ms
+    from m2mhub.store.models import Alarm
+
+    async def work(store: Store, registry: Registry) -> list[Alarm]:
+        t = await registry.tenant(tenant)
+        device_pk = (await store.get_device(device, tenant_id=t.id)).pk if device else None
+        return await store.list_alarms(
+            t.id,
+            status=[s for s in status.split(",") if s],
+            severity=[s for s in severity.split(",") if s],
+            device_pk=device_pk,
+            rule_name=rule,
+            limit=limit,
+        )
+
+    table = Table("id", "device", "rule", "severity", "status", "raised", "message")
+    for alarm in _run(work):
+        table.add_row(
+            str(alarm.id),
+            escape(alarm.device_id),
+            escape(alarm.rule_name),
+            alarm.severity,
+            alarm.status,
+            format_ms(alarm.raised_ms),
+            escape(alarm.message),
+        )
+    out.print(table)

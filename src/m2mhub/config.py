@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     roles: str = Field(
-        "all", description="Comma-separated roles this process runs: api, ingest, scheduler or all."
+        "all",
+        description="Comma-separated roles this process runs: api, ingest, scheduler, rules "
+        "or all.",
     )
     max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
     max_batch_readings: int = Field(10_000, description="Most readings in one posted batch.")
@@ -50,6 +52,11 @@ class Settings(BaseSettings):
     rollup_1h_retention_days: int = Field(0, description="Days of 1-hour rollups kept; 0 = all.")
     offline_factor: float = Field(
         2.0, description="A device is offline after this many report intervals of silence."
+    )
+    presence_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often devices are checked for going silent (offline) or coming back.",
     )
     mqtt_enabled: bool = Field(True, description="Run the MQTT transport (ingest role).")
     mqtt_url: str = Field(
@@ -83,6 +90,52 @@ class Settings(BaseSettings):
         gt=0,
         description="Messages per second one device may publish (a burst of 5x is allowed).",
     )
+    # Webhooks and notifications (the delivery worker runs with the scheduler role).
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="How long one webhook or notification attempt may take."
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, description="Attempts of a webhook or notification before it is a dead letter."
+    )
+    delivery_backoff_s: float = Field(
+        5.0, gt=0, description="Wait after the first failed attempt; doubles after each one."
+    )
+    delivery_backoff_max_s: float = Field(
+        900.0, gt=0, description="Longest wait between attempts (a Retry-After may be longer)."
+    )
+    delivery_concurrency: int = Field(
+        16, ge=1, description="Webhooks and notifications one process sends at the same time."
+    )
+    delivery_poll_s: float = Field(
+        1.0, gt=0, description="How often the outbox is checked for work from other processes."
+    )
+    delivery_lease_s: float = Field(
+        120.0,
+        gt=0,
+        description="A claimed delivery whose process died is tried again after this long; "
+        "keep it well above webhook_timeout_s.",
+    )
+    delivery_drain_s: float = Field(
+        5.0, ge=0, description="At shutdown, how long attempts in flight may take to finish."
+    )
+    delivery_keep_days: float = Field(
+        7.0,
+        ge=0,
+        description="Days delivered webhooks and notifications are kept (dead letters stay).",
+    )
+    # Rules and alarms (the engine runs with the rules role).
+    rules_file: str = Field(
+        "", description="A YAML rules file applied (created or replaced by name) at start."
+    )
+    rules_tick_s: float = Field(
+        1.0, gt=0, description="How often durations, count windows and silence are checked."
+    )
+    rules_reload_s: float = Field(
+        5.0, gt=0, description="How often rules changed by another process are picked up."
+    )
+    rules_trace_size: int = Field(
+        100, ge=1, description="Recent evaluations each rule keeps for /rules/{name}/trace."
+    )
     log_level: str = "INFO"
 
     @classmethod
@@ -109,10 +162,10 @@ class Settings(BaseSettings):
     def role_set(self) -> set[str]:
         """The roles this process runs."""
         roles = {r.strip() for r in self.roles.split(",") if r.strip()}
-        return {"api", "ingest", "scheduler"} if "all" in roles else roles
+        return {"api", "ingest", "scheduler", "rules"} if "all" in roles else roles
 
 
-ROLES: Final = frozenset({"all", "api", "ingest", "scheduler"})
+ROLES: Final = frozenset({"all", "api", "ingest", "scheduler", "rules"})
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -147,7 +200,7 @@ def load_settings(**overrides: Any) -> Settings:
     if unknown_roles:
         raise M2MHubError(
             f"roles (M2MHUB_ROLES): unknown role {sorted(unknown_roles)[0]!r}; use api, ingest, "
-            "scheduler or all",
+            "scheduler, rules or all",
             field="roles",
         )
     return settings

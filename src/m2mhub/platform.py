@@ -17,11 +17,15 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from m2mhub.actions import DeliveryWorker, Notifier, WebhookService
+from m2mhub.alarms import AlarmService
+from m2mhub.audit import AuditLog
 from m2mhub.bus import (
     AttributesReported,
     Bus,
     ConnectionChanged,
     DeviceEventRaised,
+    PresenceChanged,
     ReadingsStored,
 )
 from m2mhub.commands.service import CommandService
@@ -30,10 +34,11 @@ from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.embedded import EmbeddedBroker
 from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport, embedded_address
 from m2mhub.core.timeutil import now_ms
-from m2mhub.ingest.batching import BatchWriter
+from m2mhub.ingest.batching import BatchWriter, store_stage
 from m2mhub.ingest.payload import Limits
 from m2mhub.ingest.pipeline import IngestBatch, Pipeline, check_device_type
 from m2mhub.registry.service import Registry
+from m2mhub.rules.engine import RulesEngine
 from m2mhub.store import Store, open_store
 from m2mhub.store.models import Device
 
@@ -54,11 +59,19 @@ class Platform:
             max_string=settings.max_string_length,
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
-        self.pipeline = Pipeline([check_device_type, self._write, self._publish])
+        self.pipeline = Pipeline([check_device_type, store_stage(self.writer), self._publish])
         self.commands = CommandService(self.store, self.bus)
         # Names this platform in leases: host and pid for operators, a nonce for uniqueness.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._jobs: list[asyncio.Task[None]] = []
+        # Webhooks, notifications (one durable outbox, sent by the scheduler role) and audit.
+        self.audit = AuditLog(self.store)
+        self.deliveries = DeliveryWorker(self.store, settings, holder=self.holder, audit=self.audit)
+        self.webhooks = WebhookService(self.store, settings, self.deliveries)
+        self.notifier = Notifier(self.store, settings, self.deliveries)
+        # Rules and alarms (the engine listens on the bus with the rules role).
+        self.alarms = AlarmService(self.store, self.bus, audit=self.audit)
+        self.rules = RulesEngine(self)
         self.rejected = 0
         self.broker: EmbeddedBroker | None = None
         self.accounts: DynamicSecurity | None = None
@@ -87,21 +100,33 @@ class Platform:
         if "scheduler" in self.settings.role_set():
             self._jobs += [
                 asyncio.create_task(self._every(2.0, self.commands.expire)),
+                asyncio.create_task(
+                    self._every(self.settings.presence_interval_s, self.announce_presence)
+                ),
                 asyncio.create_task(self._every(self.settings.rollup_interval_s, self.run_rollups)),
                 asyncio.create_task(
                     self._every(self.settings.retention_interval_s, self.run_retention)
                 ),
             ]
+            await self.deliveries.start()
+        if "rules" in self.settings.role_set():
+            try:
+                await self.rules.start()
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.rules.stop()
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
+        await self.deliveries.stop()
         await self._stop_mqtt()
         await self.writer.stop()
         await self.store.close()
@@ -141,14 +166,6 @@ class Platform:
 
     # -- ingest stages owned by the platform --------------------------------------
 
-    async def _write(self, batch: IngestBatch) -> IngestBatch:
-        pk = batch.device.pk
-        await self.writer.write(
-            [(pk, ts, values) for ts, values in batch.readings], arrival_ms=batch.arrival_ms
-        )
-        batch.stored = sum(len(values) for _, values in batch.readings)
-        return batch
-
     async def _publish(self, batch: IngestBatch) -> IngestBatch:
         self.bus.publish(
             ReadingsStored(batch.device.tenant_id, batch.device.pk, batch.device.id, batch.readings)
@@ -183,6 +200,7 @@ class Platform:
         ts = now_ms()
         await self.store.set_connected(device.pk, online, ts)
         self.bus.publish(ConnectionChanged(device.tenant_id, device.pk, device.id, ts, online))
+        await self.announce_presence(device)
         if online:
             await self.commands.deliver_queued(device)
 
@@ -195,6 +213,39 @@ class Platform:
                 await job()
             except Exception:
                 log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+    async def announce_presence(
+        self, device: Device | None = None, *, now: int | None = None
+    ) -> int:
+        """Announce devices that came online or went offline (of one device, or all).
+
+        Each change is stored as a ``presence`` event of the device and published
+        on the bus once, whichever process sees it first.
+        """
+        ts = now if now is not None else now_ms()
+        changes = await self.store.presence_changes(
+            now=ts,
+            offline_factor=self.settings.offline_factor,
+            device_pk=device.pk if device else None,
+        )
+        for change in changes:
+            await self.store.write_event(
+                change.device_pk,
+                ts,
+                "presence",
+                {"online": change.online, "reason": change.reason},
+            )
+            self.bus.publish(
+                PresenceChanged(
+                    change.tenant_id,
+                    change.device_pk,
+                    change.device_id,
+                    ts,
+                    change.online,
+                    change.reason,
+                )
+            )
+        return len(changes)
 
     async def run_rollups(self) -> int:
         """Recompute pending rollups (pending hours are marked by ingest)."""

@@ -46,7 +46,7 @@ async def test_two_way_command_over_http(api: Api) -> None:
         json={"status": "failed"},
         headers=api.device("p1"),
     )
-    assert twice.status_code == 422 and "succeeded already" in twice.json()["error"]["message"]
+    assert twice.status_code == 422 and "already succeeded" in twice.json()["error"]["message"]
 
 
 async def test_wait_for_the_result_and_long_poll(api: Api) -> None:

@@ -241,16 +241,13 @@ async def test_attributes_events_and_status(hub: Hub) -> None:
 
         async def all_seen() -> bool:
             shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
-            events = (await hub.client.get("/api/v1/devices/d1/events", headers=hub.admin)).json()
-            return shown["connected"] is True and len(events["items"]) == 1
+            events = await device_events(hub, "d1", "door_forced")
+            return shown["connected"] is True and len(events) == 1
 
         await eventually(all_seen, "status and event recorded")
         shown = (await hub.client.get("/api/v1/devices/d1", headers=hub.admin)).json()
         assert shown["status"] == "online"
-        events = (await hub.client.get("/api/v1/devices/d1/events", headers=hub.admin)).json()
-        assert events["items"][0]["kind"] == "door_forced" and events["items"][0]["data"] == {
-            "door": 3
-        }
+        assert (await device_events(hub, "d1", "door_forced"))[0]["data"] == {"door": 3}
         attributes = (
             await hub.client.get("/api/v1/devices/d1/attributes", headers=hub.admin)
         ).json()
@@ -264,6 +261,25 @@ async def test_attributes_events_and_status(hub: Hub) -> None:
         return shown["connected"] is False and shown["status"] == "offline"
 
     await eventually(offline, "last will marks the device offline")
+
+    async def both_announced() -> bool:
+        return len(await device_events(hub, "d1", "presence")) == 2
+
+    # The platform announced both changes, and keeps them as the device's events.
+    await eventually(both_announced, "online and offline announced")
+    presence = [e["data"] for e in await device_events(hub, "d1", "presence")]
+    assert presence == [
+        {"online": False, "reason": "disconnected"},
+        {"online": True, "reason": "connected"},
+    ]
+
+
+async def device_events(hub: Hub, device_id: str, kind: str) -> list[dict[str, object]]:
+    response = await hub.client.get(
+        f"/api/v1/devices/{device_id}/events", params={"kind": kind}, headers=hub.admin
+    )
+    items: list[dict[str, object]] = response.json()["items"]
+    return items
 
 
 async def test_malformed_payloads_are_counted_per_device(hub: Hub) -> None:
@@ -344,6 +360,9 @@ async def test_commands_and_desired_state_over_mqtt(hub: Hub) -> None:
     try:
         device.subscribe([("m2m/d1/commands/+", 1), ("m2m/d1/twin/desired", 1)])
         await asyncio.wait_for(subscribed.wait(), DEADLINE_S)
+        # Its birth message tells the platform that commands can go out over MQTT.
+        await published(device.publish("m2m/d1/status", "online", qos=1))
+        await eventually(lambda: is_connected(hub, "d1"), "the birth message recorded")
         response = await hub.client.post(
             "/api/v1/devices/d1/commands",
             json={"method": "ping", "params": {"n": 1}, "wait_s": DEADLINE_S},
@@ -369,6 +388,11 @@ async def test_commands_and_desired_state_over_mqtt(hub: Hub) -> None:
     finally:
         device.loop_stop()
         device.disconnect()
+
+
+async def is_connected(hub: Hub, device_id: str) -> bool:
+    shown = (await hub.client.get(f"/api/v1/devices/{device_id}", headers=hub.admin)).json()
+    return shown["connected"] is True
 
 
 async def test_a_command_waits_for_an_offline_device(hub: Hub) -> None:

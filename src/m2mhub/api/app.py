@@ -16,7 +16,9 @@ from prometheus_client.registry import Collector
 from swagger_ui_bundle import swagger_ui_path
 
 from m2mhub import __version__
-from m2mhub.api import commands, errors, ingest, registry, telemetry
+from m2mhub.api import alarms as alarms_api
+from m2mhub.api import audit, commands, errors, ingest, notifications, registry, telemetry, webhooks
+from m2mhub.api import rules as rules_api
 from m2mhub.config import Settings
 from m2mhub.platform import Platform
 
@@ -42,6 +44,21 @@ class PlatformCollector(Collector):
         )
         yield GaugeMetricFamily(
             "m2mhub_bus_subscribers", "Live bus subscribers", value=p.bus.subscribers
+        )
+        yield CounterMetricFamily(
+            "m2mhub_deliveries_delivered",
+            "Webhooks and notifications delivered by this process",
+            value=p.deliveries.delivered,
+        )
+        yield CounterMetricFamily(
+            "m2mhub_deliveries_dead",
+            "Webhooks and notifications that became dead letters in this process",
+            value=p.deliveries.dead,
+        )
+        yield CounterMetricFamily(
+            "m2mhub_delivery_failed_attempts",
+            "Failed attempts that were retried later",
+            value=p.deliveries.failed_attempts,
         )
 
 
@@ -75,6 +92,11 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         app.include_router(registry.router)
         app.include_router(telemetry.router)
         app.include_router(commands.router)
+        app.include_router(webhooks.router)
+        app.include_router(notifications.router)
+        app.include_router(audit.router)
+        app.include_router(rules_api.router)
+        app.include_router(alarms_api.router)
         # API docs from assets installed with the package: operators run closed networks.
         app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,8 +15,6 @@ from m2mhub.platform import Platform
 from m2mhub.store.models import Command, Device, Twin
 
 router = APIRouter(prefix="/api/v1", tags=["commands and twins"])
-
-TERMINAL = ("delivered", "succeeded", "failed", "expired")
 
 
 class CommandIn(Strict):
@@ -112,14 +109,8 @@ async def _send(
         timeout_ms=body.timeout_s * 1000,
         created_by=subject,
     )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + body.wait_s
-    # Waiting for a result: the device may answer in this process or another.
-    while body.wait_s and loop.time() < deadline:
-        commands = [await platform.store.get_command(c.id) for c in commands]
-        if all(c.status in TERMINAL for c in commands):
-            break
-        await asyncio.sleep(0.05)
+    if body.wait_s:
+        commands = await platform.commands.wait(commands, body.wait_s)
     ids = {d.pk: d.id for d in devices}
     return [command_out(c, ids[c.device_pk]) for c in commands]
 
@@ -129,8 +120,16 @@ async def send_command(
     device_id: str, body: CommandIn, who: Operator, platform: PlatformDep
 ) -> CommandOut:
     """Send a command to a device. With ``wait_s``, answer once it is done (or then)."""
-    device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
-    [command] = await _send(platform, [device], body, who.subject)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="command.send",
+        target=f"device:{device_id}",
+        details={"method": body.method, "params": body.params},
+    ) as audited:
+        device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
+        [command] = await _send(platform, [device], body, who.subject)
+        audited.details.update(command=command.id, status=command.status)
     return command
 
 
@@ -139,10 +138,19 @@ async def send_group_command(
     name: str, body: CommandIn, who: Operator, platform: PlatformDep
 ) -> list[CommandOut]:
     """Send the same command to every device of a group."""
-    group = await platform.store.get_group(who.tenant_id, name)
-    pks = await platform.store.device_pks(who.tenant_id, group_id=group.id)
-    devices = list((await platform.store.devices_by_pk(pks)).values())
-    return await _send(platform, devices, body, who.subject)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="command.send",
+        target=f"group:{name}",
+        details={"method": body.method, "params": body.params},
+    ) as audited:
+        group = await platform.store.get_group(who.tenant_id, name)
+        pks = await platform.store.device_pks(who.tenant_id, group_id=group.id)
+        devices = list((await platform.store.devices_by_pk(pks)).values())
+        commands = await _send(platform, devices, body, who.subject)
+        audited.details["commands"] = {c.device: c.id for c in commands}
+    return commands
 
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandOut])
@@ -219,8 +227,18 @@ async def set_desired(
     device_id: str, body: DesiredIn, who: Operator, platform: PlatformDep
 ) -> TwinOut:
     """Change desired state (merge; null deletes). Pass ``version`` to refuse lost updates."""
-    device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
-    twin = await platform.commands.set_desired(device, body.desired, expected_version=body.version)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="twin.desired",
+        target=f"device:{device_id}",
+        details={"desired": body.desired, "expected_version": body.version},
+    ) as audited:
+        device = await platform.store.get_device(device_id, tenant_id=who.tenant_id)
+        twin = await platform.commands.set_desired(
+            device, body.desired, expected_version=body.version
+        )
+        audited.details["version"] = twin.desired_version
     return twin_out(twin)
 
 

@@ -136,9 +136,21 @@ async def update_device_type(
 @router.post("/devices", status_code=201, response_model=DeviceCreated, tags=["devices"])
 async def create_device(body: DeviceIn, who: Operator, platform: PlatformDep) -> DeviceCreated:
     """Create a device. The response holds its token, shown this once."""
-    device, token = await platform.registry.create_device(
-        who.tenant_id, type_name=body.type, name=body.name, device_id=body.id, labels=body.labels
-    )
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="device.create",
+        target=f"device:{body.id}" if body.id else "device:",
+        details={"name": body.name, "type": body.type},
+    ) as audited:
+        device, token = await platform.registry.create_device(
+            who.tenant_id,
+            type_name=body.type,
+            name=body.name,
+            device_id=body.id,
+            labels=body.labels,
+        )
+        audited.target = f"device:{device.id}"
     types = await types_by_id(platform, who.tenant_id)
     out = device_out(platform, device, types, now_ms())
     return DeviceCreated(**out.model_dump(), token=token)
@@ -168,7 +180,13 @@ async def import_devices(request: Request, who: Operator, platform: PlatformDep)
     response lists every error with its row number.
     """
     body = await read_body(request, platform.settings.max_body_bytes * 16)
-    created = await platform.registry.import_devices_csv(who.tenant_id, body.decode("utf-8-sig"))
+    async with platform.audit.track(
+        tenant_id=who.tenant_id, actor=who.subject, action="device.import", target="devices"
+    ) as audited:
+        created = await platform.registry.import_devices_csv(
+            who.tenant_id, body.decode("utf-8-sig")
+        )
+        audited.details["ids"] = [d.id for d, _ in created]
     types = await types_by_id(platform, who.tenant_id)
     now = now_ms()
     devices = [
@@ -231,14 +249,26 @@ async def get_device(device_id: str, who: Viewer, platform: PlatformDep) -> Devi
 @router.delete("/devices/{device_id}", status_code=204, tags=["devices"])
 async def delete_device(device_id: str, who: Admin, platform: PlatformDep) -> Response:
     """Delete a device and all its data."""
-    await platform.registry.delete_device(who.tenant_id, device_id)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="device.delete",
+        target=f"device:{device_id}",
+    ):
+        await platform.registry.delete_device(who.tenant_id, device_id)
     return Response(status_code=204)
 
 
 @router.post("/devices/{device_id}/token", response_model=TokenOut, tags=["devices"])
 async def rotate_token(device_id: str, who: Operator, platform: PlatformDep) -> TokenOut:
     """Issue a new token for the device; the old one stops working."""
-    token = await platform.registry.rotate_token(who.tenant_id, device_id)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="device.rotate_token",
+        target=f"device:{device_id}",
+    ):
+        token = await platform.registry.rotate_token(who.tenant_id, device_id)
     return TokenOut(id=device_id, token=token)
 
 
@@ -366,7 +396,16 @@ async def list_assignments(name: str, who: Viewer, platform: PlatformDep) -> lis
 @router.post("/users", status_code=201, response_model=UserOut, tags=["users"])
 async def create_user(body: UserIn, who: Admin, platform: PlatformDep) -> UserOut:
     """Add a person to this tenant with a role (and a password to sign in with)."""
-    user = await platform.registry.create_user(who.tenant_id, body.email, body.role, body.password)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="user.create",
+        target=f"user:{body.email}",
+        details={"role": body.role.value},
+    ):
+        user = await platform.registry.create_user(
+            who.tenant_id, body.email, body.role, body.password
+        )
     return UserOut(email=user.email, role=user.role, created=user.created_ms)
 
 
@@ -385,7 +424,15 @@ def key_out(key: ApiKey) -> ApiKeyOut:
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["api keys"])
 async def create_api_key(body: ApiKeyIn, who: Admin, platform: PlatformDep) -> ApiKeyCreated:
     """A new API key for this tenant; the key is in the response, once."""
-    record, key = await platform.registry.create_api_key(who.tenant_id, body.name, body.role)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="apikey.create",
+        target="apikey:",
+        details={"name": body.name, "role": body.role.value},
+    ) as audited:
+        record, key = await platform.registry.create_api_key(who.tenant_id, body.name, body.role)
+        audited.target = f"apikey:{record.id}"
     return ApiKeyCreated(**key_out(record).model_dump(), key=key)
 
 
@@ -396,7 +443,13 @@ async def list_api_keys(who: Admin, platform: PlatformDep) -> list[ApiKeyOut]:
 
 @router.delete("/api-keys/{key_id}", status_code=204, tags=["api keys"])
 async def revoke_api_key(key_id: str, who: Admin, platform: PlatformDep) -> Response:
-    await platform.registry.revoke_api_key(who.tenant_id, key_id)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id,
+        actor=who.subject,
+        action="apikey.revoke",
+        target=f"apikey:{key_id}",
+    ):
+        await platform.registry.revoke_api_key(who.tenant_id, key_id)
     return Response(status_code=204)
 
 

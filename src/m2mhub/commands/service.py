@@ -1,8 +1,8 @@
 """Commands and twins: what people and rules ask of devices, and what became of it.
 
 A command is created ``queued``. It goes out over MQTT at once when the
-device is not known to be disconnected (otherwise as soon as it says it is
-online), or an HTTP device takes it with a long poll; it is then ``sent``
+device is connected (its birth message said so; otherwise as soon as it
+says it is online), or an HTTP device takes it with a long poll; it is then ``sent``
 (a one-way command is ``delivered`` and done). The device answers on
 ``m2m/{id}/commands/{cmd}/result`` (or over HTTP) with ``succeeded`` or
 ``failed`` and a result. A command still queued after its time to live is
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 Publisher = Callable[[str, bytes, bool], Awaitable[None]]
 
 RESULT_STATUSES: Final = ("delivered", "succeeded", "failed")
+#: A command in one of these is done: nothing more will happen to it.
+TERMINAL: Final = ("delivered", "succeeded", "failed", "expired")
 MAX_PARAMS_BYTES: Final = 65_536
 
 
@@ -120,9 +122,25 @@ class CommandService:
         for command, device in zip(commands, devices, strict=True):
             self._announce(command, device.id)
             self._waiting.setdefault(device.pk, asyncio.Event()).set()
-            if self.publisher is not None and device.connected is not False:
+            # Over MQTT only to a device that said it is connected (its birth message):
+            # a command published to nobody would be lost, and HTTP devices poll.
+            if self.publisher is not None and device.connected:
                 await self._deliver(command, device.id)
         return [await self.store.get_command(c.id) for c in commands]
+
+    async def wait(self, commands: Sequence[Command], wait_s: float) -> list[Command]:
+        """The commands as they are once all are done, or after ``wait_s``.
+
+        The store is read again and again, since the device may answer through
+        another process.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        current = list(commands)
+        while not all(c.status in TERMINAL for c in current) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            current = [await self.store.get_command(c.id) for c in current]
+        return current
 
     async def _deliver(self, command: Command, device_id: str) -> None:
         """Claim a queued command and publish it to the device."""
@@ -185,7 +203,7 @@ class CommandService:
             raise PayloadError(f"command {command_id!r} is not this device's", field="command")
         if not done:
             raise PayloadError(
-                f"command {command_id!r} is {command.status} already; nothing recorded",
+                f"command {command_id!r} is already {command.status}; nothing recorded",
                 field="command",
             )
         self._announce(command, device.id)

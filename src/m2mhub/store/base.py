@@ -18,17 +18,25 @@ from m2mhub.core.errors import ConflictError, NotFoundError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role, Value
 from m2mhub.store.models import (
+    Alarm,
+    AlarmEvent,
     ApiKey,
     Asset,
     Assignment,
+    AuditEntry,
     Bucket,
     Command,
+    Delivery,
     Device,
     DeviceEvent,
     DeviceType,
     Group,
     KeySpec,
     Point,
+    PresenceChange,
+    Recipient,
+    RulePause,
+    StoredRule,
     Tenant,
     Twin,
     User,
@@ -476,6 +484,47 @@ class Store(abc.ABC):
                     (at_ms, device_pk, at_ms),
                 )
 
+    async def presence_changes(
+        self, *, now: int, offline_factor: float, device_pk: int | None = None
+    ) -> list[PresenceChange]:
+        """Devices whose presence differs from the one last announced, each claimed once.
+
+        Presence follows the same rule as the status read by the API: online
+        while heard from within ``offline_factor`` report intervals of the
+        device's type and not disconnected; devices never heard from have none.
+        A change is claimed by a conditional update, so when several processes
+        look at once, one of them announces it.
+        """
+        rows = await self._fetchall(
+            "SELECT pk, tenant_id, id, presence, computed, connected FROM ("
+            " SELECT d.pk, d.tenant_id, d.id, d.presence, d.connected, CASE"
+            "  WHEN d.connected = ? THEN 'offline'"
+            "  WHEN ? - d.last_seen_ms <= t.report_interval_s * 1000 * ? THEN 'online'"
+            "  ELSE 'offline' END AS computed"
+            " FROM devices d JOIN device_types t ON t.id = d.type_id"
+            " WHERE d.last_seen_ms IS NOT NULL"
+            + (" AND d.pk = ?" if device_pk is not None else "")
+            + ") AS p WHERE presence IS NULL OR presence <> computed",
+            (False, now, offline_factor, *(() if device_pk is None else (device_pk,))),
+        )
+        changes = []
+        for pk, tenant_id, device_id, previous, presence, connected in rows:
+            async with self.transaction() as tx:
+                claimed = await tx.execute(
+                    "UPDATE devices SET presence = ?, presence_ms = ? "
+                    "WHERE pk = ? AND (presence IS NULL OR presence <> ?)",
+                    (presence, now, pk, presence),
+                )
+            if claimed:
+                if presence == "online":
+                    reason = "connected" if connected else "reporting"
+                else:
+                    reason = "disconnected" if connected is not None and not connected else "silent"
+                changes.append(
+                    PresenceChange(pk, tenant_id, device_id, presence == "online", previous, reason)
+                )
+        return changes
+
     async def add_rejections(self, rejections: Sequence[tuple[int, int, str, int]]) -> None:
         """Add (device_pk, count, last error, at_ms) to the devices' rejected-message counters."""
         async with self.transaction() as tx:
@@ -578,7 +627,8 @@ class Store(abc.ABC):
     ) -> list[tuple[Command, str]]:
         """Queued, unexpired commands with their device id, oldest first.
 
-        Without ``device_pk``: only for devices not known to be disconnected.
+        Without ``device_pk``: only for devices connected over MQTT (their birth
+        message said so); the others take their commands over HTTP.
         """
         where = "c.status = 'queued' AND c.expires_ms > ?"
         params: list[Any] = [now]
@@ -586,7 +636,7 @@ class Store(abc.ABC):
             where += " AND c.device_pk = ?"
             params.append(device_pk)
         else:
-            where += " AND (d.connected IS NULL OR d.connected = ?)"
+            where += " AND d.connected = ?"
             params.append(True)
         rows = await self._fetchall(
             "SELECT c.id, c.tenant_id, c.device_pk, c.method, c.params, c.oneway, c.status, "
@@ -1125,6 +1175,282 @@ class Store(abc.ABC):
             Bucket(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], r[8]) for r in rows
         ]
 
+    # -- rules, rule state and alarms ---------------------------------------------------
+
+    _RULE = (
+        "SELECT id, tenant_id, name, definition, enabled, source, created_ms, updated_ms FROM rules"
+    )
+
+    async def upsert_rule(
+        self, tenant_id: int, name: str, definition: str, *, enabled: bool, source: str
+    ) -> tuple[StoredRule, bool]:
+        """Create or replace the rule ``name``; True when it was created."""
+        now = now_ms()
+        async with self.transaction() as tx:
+            existing = await tx.fetchone(
+                "SELECT id FROM rules WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            )
+            if existing is None:
+                await tx.execute(
+                    "INSERT INTO rules (tenant_id, name, definition, enabled, source, "
+                    "created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tenant_id, name, definition, enabled, source, now, now),
+                )
+            else:
+                await tx.execute(
+                    "UPDATE rules SET definition = ?, enabled = ?, source = ?, updated_ms = ? "
+                    "WHERE id = ?",
+                    (definition, enabled, source, now, existing[0]),
+                )
+        return await self.get_rule(tenant_id, name), existing is None
+
+    async def get_rule(self, tenant_id: int, name: str) -> StoredRule:
+        row = await self._fetchone(
+            f"{self._RULE} WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        )
+        if row is None:
+            raise NotFoundError(f"rule {name!r} not found", field="rule")
+        return _rule(row)
+
+    async def list_rules(self, tenant_id: int | None = None) -> list[StoredRule]:
+        """The rules of a tenant (of every tenant without one), by name."""
+        if tenant_id is None:
+            rows = await self._fetchall(f"{self._RULE} ORDER BY tenant_id, name")
+        else:
+            rows = await self._fetchall(
+                f"{self._RULE} WHERE tenant_id = ? ORDER BY name", (tenant_id,)
+            )
+        return [_rule(r) for r in rows]
+
+    async def rules_version(self) -> tuple[int, int]:
+        """(count, newest change) of all rules and pauses: cheap to poll for changes."""
+        row = await self._fetchone(
+            "SELECT (SELECT count(*) FROM rules), (SELECT max(updated_ms) FROM rules), "
+            "(SELECT count(*) FROM rule_pauses), (SELECT max(paused_ms) FROM rule_pauses)"
+        )
+        assert row is not None
+        return (int(row[0]) * 1_000_003 + int(row[2]), max(int(row[1] or 0), int(row[3] or 0)))
+
+    async def set_rule_enabled(self, tenant_id: int, name: str, enabled: bool) -> StoredRule:
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE rules SET enabled = ?, updated_ms = ? WHERE tenant_id = ? AND name = ?",
+                (enabled, now_ms(), tenant_id, name),
+            )
+        if not changed:
+            raise NotFoundError(f"rule {name!r} not found", field="rule")
+        return await self.get_rule(tenant_id, name)
+
+    async def delete_rule(self, tenant_id: int, name: str) -> None:
+        """Delete a rule, its state and pauses; its alarms stay, with their history."""
+        rule = await self.get_rule(tenant_id, name)
+        async with self.transaction() as tx:
+            await tx.execute("DELETE FROM rule_state WHERE rule_id = ?", (rule.id,))
+            await tx.execute("DELETE FROM rule_pauses WHERE rule_id = ?", (rule.id,))
+            await tx.execute("DELETE FROM rules WHERE id = ?", (rule.id,))
+
+    async def rule_states(self, rule_ids: Sequence[int]) -> dict[tuple[int, int], str]:
+        """Saved state (JSON text) of these rules, by (rule_id, device_pk)."""
+        found: dict[tuple[int, int], str] = {}
+        for chunk in _chunks(list(rule_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for rule_id, device_pk, state in await self._fetchall(
+                f"SELECT rule_id, device_pk, state FROM rule_state WHERE rule_id IN ({marks})",
+                chunk,
+            ):
+                found[(rule_id, device_pk)] = state
+        return found
+
+    async def save_rule_states(self, states: Sequence[tuple[int, int, str]]) -> None:
+        """Upsert (rule_id, device_pk, state JSON) rows in one transaction."""
+        now = now_ms()
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO rule_state (rule_id, device_pk, state, updated_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (rule_id, device_pk) DO UPDATE "
+                "SET state = excluded.state, updated_ms = excluded.updated_ms",
+                [(rule_id, pk, state, now) for rule_id, pk, state in states],
+            )
+
+    async def set_rule_pause(
+        self, tenant_id: int, rule_id: int, device_pk: int, *, paused: bool, by: str
+    ) -> None:
+        """Pause (manual mode) or resume a rule (``rule_id`` 0: every rule) for a device."""
+        async with self.transaction() as tx:
+            if paused:
+                await tx.execute(
+                    "INSERT INTO rule_pauses (tenant_id, rule_id, device_pk, paused_by, "
+                    "paused_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (tenant_id, rule_id, device_pk, by, now_ms()),
+                )
+            else:
+                await tx.execute(
+                    "DELETE FROM rule_pauses WHERE tenant_id = ? AND rule_id = ? AND device_pk = ?",
+                    (tenant_id, rule_id, device_pk),
+                )
+            # Resuming must also be seen by other processes polling rules_version().
+            await tx.execute("UPDATE rules SET updated_ms = ? WHERE id = ?", (now_ms(), rule_id))
+
+    async def rule_pauses(self, tenant_id: int | None = None) -> list[RulePause]:
+        sql = "SELECT tenant_id, rule_id, device_pk, paused_by, paused_ms FROM rule_pauses"
+        if tenant_id is None:
+            rows = await self._fetchall(sql)
+        else:
+            rows = await self._fetchall(f"{sql} WHERE tenant_id = ?", (tenant_id,))
+        return [RulePause(*r) for r in rows]
+
+    _ALARM = (
+        "SELECT id, tenant_id, rule_id, rule_name, device_pk, device_id, type, severity, "
+        "status, message, details, raised_ms, updated_ms, count, acked_ms, acked_by, "
+        "cleared_ms, cleared_by FROM alarms"
+    )
+
+    async def raise_alarm(
+        self,
+        *,
+        tenant_id: int,
+        rule_id: int,
+        rule_name: str,
+        device_pk: int,
+        device_id: str,
+        type: str,
+        severity: str,
+        message: str,
+        details: dict[str, Any],
+        actor: str,
+        at_ms: int,
+    ) -> tuple[Alarm, bool]:
+        """Raise the alarm of (rule, device), or count a repeat of the open one.
+
+        The partial unique index ``alarms_open`` makes this atomic in the database:
+        however many raises race, in one process or several, one alarm is open.
+        Returns the alarm and True when it is new.
+        """
+        async with self.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO alarms (tenant_id, rule_id, rule_name, device_pk, device_id, type, "
+                "severity, status, message, details, raised_ms, updated_ms, count) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, 1) "
+                "ON CONFLICT (rule_id, device_pk) WHERE status <> 'cleared' DO UPDATE SET "
+                "count = alarms.count + 1, updated_ms = excluded.updated_ms, "
+                "severity = excluded.severity, message = excluded.message, "
+                "details = excluded.details RETURNING id, count",
+                (
+                    tenant_id,
+                    rule_id,
+                    rule_name,
+                    device_pk,
+                    device_id,
+                    type,
+                    severity,
+                    message,
+                    msgspec.json.encode(details).decode(),
+                    at_ms,
+                    at_ms,
+                ),
+            )
+            assert row is not None
+            created = int(row[1]) == 1
+            if created:
+                await tx.execute(
+                    "INSERT INTO alarm_events (alarm_id, ts, kind, actor, comment) "
+                    "VALUES (?, ?, 'raised', ?, ?)",
+                    (row[0], at_ms, actor, message),
+                )
+        return await self.get_alarm(int(row[0])), created
+
+    async def get_alarm(self, alarm_id: int, *, tenant_id: int | None = None) -> Alarm:
+        row = await self._fetchone(f"{self._ALARM} WHERE id = ?", (alarm_id,))
+        if row is None or (tenant_id is not None and row[1] != tenant_id):
+            raise NotFoundError(f"alarm {alarm_id} not found", field="alarm")
+        return _alarm(row)
+
+    async def open_alarm(self, rule_id: int, device_pk: int) -> Alarm | None:
+        row = await self._fetchone(
+            f"{self._ALARM} WHERE rule_id = ? AND device_pk = ? AND status <> 'cleared'",
+            (rule_id, device_pk),
+        )
+        return _alarm(row) if row else None
+
+    async def list_alarms(
+        self,
+        tenant_id: int,
+        *,
+        status: Sequence[str] = (),
+        severity: Sequence[str] = (),
+        device_pk: int | None = None,
+        rule_name: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Alarm]:
+        """Alarms newest first; ``before_id`` continues a page."""
+        where = ["tenant_id = ?"]
+        params: list[Any] = [tenant_id]
+        for column, values in (("status", status), ("severity", severity)):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += list(values)
+        if device_pk is not None:
+            where.append("device_pk = ?")
+            params.append(device_pk)
+        if rule_name is not None:
+            where.append("rule_name = ?")
+            params.append(rule_name)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        rows = await self._fetchall(
+            f"{self._ALARM} WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT {int(limit)}",
+            params,
+        )
+        return [_alarm(r) for r in rows]
+
+    async def change_alarm(
+        self,
+        alarm_id: int,
+        *,
+        to: str,
+        allowed_from: Sequence[str],
+        actor: str,
+        comment: str | None,
+        at_ms: int,
+    ) -> bool:
+        """Move an alarm to ``acknowledged`` or ``cleared`` if it is in ``allowed_from``."""
+        assert to in ("acknowledged", "cleared")
+        column = "acked" if to == "acknowledged" else "cleared"
+        marks = ",".join("?" * len(allowed_from))
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                f"UPDATE alarms SET status = ?, {column}_ms = ?, {column}_by = ?, updated_ms = ? "
+                f"WHERE id = ? AND status IN ({marks})",
+                (to, at_ms, actor, at_ms, alarm_id, *allowed_from),
+            )
+            if changed:
+                await tx.execute(
+                    "INSERT INTO alarm_events (alarm_id, ts, kind, actor, comment) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (alarm_id, at_ms, to, actor, comment),
+                )
+        return changed > 0
+
+    async def add_alarm_event(
+        self, alarm_id: int, *, kind: str, actor: str, comment: str | None, at_ms: int
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO alarm_events (alarm_id, ts, kind, actor, comment) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (alarm_id, at_ms, kind, actor, comment),
+            )
+
+    async def alarm_history(self, alarm_id: int) -> list[AlarmEvent]:
+        rows = await self._fetchall(
+            "SELECT id, alarm_id, ts, kind, actor, comment FROM alarm_events "
+            "WHERE alarm_id = ? ORDER BY id",
+            (alarm_id,),
+        )
+        return [AlarmEvent(*r) for r in rows]
+
     # -- rollups and retention ---------------------------------------------------
 
     async def refresh_rollups(
@@ -1255,6 +1581,290 @@ class Store(abc.ABC):
             )
         return int(row[0]) if row else 0
 
+    # -- outbox (webhooks, notifications), notification recipients, audit log ---------
+    # A delivery is a row: claiming it is a conditional update (pending/held and due,
+    # or sending with an expired lease -> sending), so with several processes each
+    # delivery is attempted by one of them at a time.
+
+    _DELIVERY_COLUMNS = (
+        "id, tenant_id, kind, source, target, body, secret, headers, status, attempts, "
+        "next_ms, created_ms, last_attempt_ms, finished_ms, last_error, last_code"
+    )
+    _DELIVERY_DUE = (
+        "((status IN ('pending', 'held') AND next_ms <= ?) "
+        "OR (status = 'sending' AND lease_ms <= ?))"
+    )
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new deliveries; they are committed when this returns."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                f"INSERT INTO outbox ({self._DELIVERY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        d.id,
+                        d.tenant_id,
+                        d.kind,
+                        d.source,
+                        d.target,
+                        d.body,
+                        d.secret,
+                        msgspec.json.encode(d.headers).decode(),
+                        d.status,
+                        d.attempts,
+                        d.next_ms,
+                        d.created_ms,
+                        d.last_attempt_ms,
+                        d.finished_ms,
+                        d.last_error,
+                        d.last_code,
+                    )
+                    for d in deliveries
+                ],
+            )
+
+    async def claim_deliveries(
+        self, *, holder: str, now: int, lease_ms: int, limit: int
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries for ``holder``; each counts as an attempt.
+
+        A claim lasts ``lease_ms``: a delivery whose holder died while sending is
+        due again once its lease runs out.
+        """
+        # PostgreSQL: skip rows another process is claiming instead of waiting for it.
+        lock = " FOR UPDATE SKIP LOCKED" if self.backend == "postgres" else ""
+        async with self.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE outbox SET status = 'sending', claimed_by = ?, lease_ms = ?, "
+                "attempts = attempts + 1, last_attempt_ms = ? "
+                f"WHERE id IN (SELECT id FROM outbox WHERE {self._DELIVERY_DUE} "
+                f"ORDER BY next_ms LIMIT {int(limit)}{lock}) AND {self._DELIVERY_DUE} "
+                f"RETURNING {self._DELIVERY_COLUMNS}",
+                (holder, now + lease_ms, now, now, now, now, now),
+            )
+        return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_ms, d.id))
+
+    async def finish_delivery(
+        self,
+        delivery_id: str,
+        holder: str,
+        *,
+        status: str,
+        next_ms: int,
+        error: str | None,
+        code: int | None,
+        at_ms: int,
+    ) -> bool:
+        """Record an attempt's outcome: ``delivered``, ``dead`` or ``pending`` (a retry at
+        ``next_ms``). False if ``holder`` no longer holds the claim."""
+        assert status in ("delivered", "dead", "pending")
+        finished = at_ms if status != "pending" else None
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE outbox SET status = ?, next_ms = ?, last_error = ?, last_code = ?, "
+                "finished_ms = ?, claimed_by = NULL, lease_ms = NULL "
+                "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
+                (status, next_ms, error, code, finished, delivery_id, holder),
+            )
+        return changed > 0
+
+    async def release_deliveries(self, delivery_ids: Sequence[str], holder: str, now: int) -> None:
+        """Hand claimed deliveries back unattempted (a process stopping mid-send)."""
+        async with self.transaction() as tx:
+            await tx.executemany(
+                "UPDATE outbox SET status = 'pending', next_ms = ?, attempts = attempts - 1, "
+                "claimed_by = NULL, lease_ms = NULL "
+                "WHERE id = ? AND claimed_by = ? AND status = 'sending'",
+                [(now, delivery_id, holder) for delivery_id in delivery_ids],
+            )
+
+    async def get_delivery(self, delivery_id: str, *, tenant_id: int | None = None) -> Delivery:
+        row = await self._fetchone(
+            f"SELECT {self._DELIVERY_COLUMNS} FROM outbox WHERE id = ?", (delivery_id,)
+        )
+        if row is None or (tenant_id is not None and row[1] != tenant_id):
+            raise NotFoundError(f"delivery {delivery_id!r} not found", field="delivery")
+        return _delivery(row)
+
+    async def list_deliveries(
+        self,
+        tenant_id: int,
+        *,
+        kind: str,
+        status: str | None = None,
+        source: str | None = None,
+        before: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """A tenant's deliveries of one kind, newest first; ``before`` is the
+        (created_ms, id) of the last one of the previous page."""
+        where, params = ["tenant_id = ?", "kind = ?"], [tenant_id, kind]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if before is not None:
+            where.append("(created_ms, id) < (?, ?)")
+            params += list(before)
+        rows = await self._fetchall(
+            f"SELECT {self._DELIVERY_COLUMNS} FROM outbox WHERE {' AND '.join(where)} "
+            f"ORDER BY created_ms DESC, id DESC LIMIT {int(limit)}",
+            params,
+        )
+        return [_delivery(r) for r in rows]
+
+    async def retry_delivery(self, tenant_id: int, delivery_id: str, now: int) -> bool:
+        """A dead delivery -> pending, due now, with a fresh count of attempts."""
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_ms = ?, "
+                "finished_ms = NULL WHERE id = ? AND tenant_id = ? AND status = 'dead'",
+                (now, delivery_id, tenant_id),
+            )
+        return changed > 0
+
+    async def delete_delivery(self, tenant_id: int, delivery_id: str, *, status: str) -> bool:
+        """Delete a delivery if it is in ``status`` (a dead letter, say)."""
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                "DELETE FROM outbox WHERE id = ? AND tenant_id = ? AND status = ?",
+                (delivery_id, tenant_id, status),
+            )
+        return changed > 0
+
+    async def purge_deliveries(self, *, delivered_before: int) -> int:
+        """Delete deliveries that succeeded before ``delivered_before`` (dead letters stay)."""
+        async with self.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM outbox WHERE status = 'delivered' AND finished_ms < ?",
+                (delivered_before,),
+            )
+
+    async def set_recipient(self, tenant_id: int, name: str, urls: Sequence[str]) -> Recipient:
+        """Create or replace the named recipient ``name``."""
+        created = now_ms()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO notify_recipients (tenant_id, name, urls, created_ms) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (tenant_id, name) DO UPDATE SET urls = excluded.urls",
+                (tenant_id, name, msgspec.json.encode(list(urls)).decode(), created),
+            )
+        found = await self.recipients(tenant_id, [name])
+        return found[name]
+
+    async def delete_recipient(self, tenant_id: int, name: str) -> None:
+        async with self.transaction() as tx:
+            deleted = await tx.execute(
+                "DELETE FROM notify_recipients WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            )
+        if not deleted:
+            raise NotFoundError(f"recipient {name!r} not found", field="recipient")
+
+    async def recipients(
+        self, tenant_id: int, names: Sequence[str] | None = None
+    ) -> dict[str, Recipient]:
+        """The tenant's named recipients (all, or those of ``names`` that exist), by name."""
+        sql = "SELECT tenant_id, name, urls, created_ms FROM notify_recipients WHERE tenant_id = ?"
+        params: list[Any] = [tenant_id]
+        if names is not None:
+            if not names:
+                return {}
+            sql += f" AND name IN ({','.join('?' * len(names))})"
+            params += list(names)
+        rows = await self._fetchall(sql + " ORDER BY name", params)
+        return {
+            r[1]: Recipient(r[0], r[1], msgspec.json.decode(r[2], type=list[str]), r[3])
+            for r in rows
+        }
+
+    async def quiet_hours(self, tenant_id: int) -> dict[str, Any] | None:
+        """The tenant's default quiet hours (as stored JSON), or None."""
+        row = await self._fetchone(
+            "SELECT quiet_hours FROM notify_settings WHERE tenant_id = ?", (tenant_id,)
+        )
+        return msgspec.json.decode(row[0]) if row and row[0] else None
+
+    async def set_quiet_hours(self, tenant_id: int, quiet_hours: dict[str, Any] | None) -> None:
+        text = None if quiet_hours is None else msgspec.json.encode(quiet_hours).decode()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO notify_settings (tenant_id, quiet_hours) VALUES (?, ?) "
+                "ON CONFLICT (tenant_id) DO UPDATE SET quiet_hours = excluded.quiet_hours",
+                (tenant_id, text),
+            )
+
+    async def add_audit(
+        self,
+        tenant_id: int,
+        *,
+        ts: int,
+        actor: str,
+        action: str,
+        target: str,
+        details: dict[str, Any],
+        result: str,
+    ) -> int:
+        """Append an entry to the audit log; returns its id."""
+        async with self.transaction() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO audit_log (tenant_id, ts, actor, action, target, details, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    tenant_id,
+                    ts,
+                    actor,
+                    action,
+                    target,
+                    msgspec.json.encode(details).decode(),
+                    result,
+                ),
+            )
+        assert row is not None
+        return int(row[0])
+
+    async def list_audit(
+        self,
+        tenant_id: int,
+        *,
+        start: int,
+        end: int,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Audit entries in [start, end), newest first; ``action`` ending in ``.*`` matches
+        a prefix; ``before_id`` is the id of the last entry of the previous page."""
+        where = ["tenant_id = ?", "ts >= ?", "ts < ?"]
+        params: list[Any] = [tenant_id, start, end]
+        for column, value in (("actor", actor), ("target", target)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if action is not None and action.endswith(".*"):
+            where.append("substr(action, 1, ?) = ?")
+            params += [len(action) - 1, action[:-1]]
+        elif action is not None:
+            where.append("action = ?")
+            params.append(action)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
+        rows = await self._fetchall(
+            "SELECT id, tenant_id, ts, actor, action, target, details, result FROM audit_log "
+            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT {int(limit)}",
+            params,
+        )
+        return [
+            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], msgspec.json.decode(r[6]), r[7])
+            for r in rows
+        ]
+
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
@@ -1311,8 +1921,56 @@ def _command(row: Row) -> Command:
     )
 
 
+def _rule(row: Row) -> StoredRule:
+    return StoredRule(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
+
+
+def _alarm(row: Row) -> Alarm:
+    return Alarm(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        msgspec.json.decode(row[10]),
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+        row[16],
+        row[17],
+    )
+
+
 def _asset(row: Row) -> Asset:
     return Asset(row[0], row[1], row[2], row[3], msgspec.json.decode(row[4]), row[5])
+
+
+def _delivery(row: Row) -> Delivery:
+    return Delivery(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        msgspec.json.decode(row[7], type=dict[str, str]),
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+    )
 
 
 __all__ = [

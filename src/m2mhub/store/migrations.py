@@ -196,6 +196,121 @@ SQLITE: Final[list[str]] = [
         reported_ms INTEGER
     );
     """,
+    # 5: the presence last announced on the bus (online/offline), so each change is
+    # announced once across restarts and processes
+    """
+    ALTER TABLE devices ADD COLUMN presence TEXT;
+    ALTER TABLE devices ADD COLUMN presence_ms INTEGER;
+    """,
+    # 6: the outbox of webhooks and notifications (one row per delivery, claimed by one
+    # process at a time), named notification recipients and quiet hours, the audit log
+    """
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        body TEXT NOT NULL,
+        secret TEXT,
+        headers TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        lease_ms INTEGER,
+        claimed_by TEXT,
+        created_ms INTEGER NOT NULL,
+        last_attempt_ms INTEGER,
+        finished_ms INTEGER,
+        last_error TEXT,
+        last_code INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_ms);
+    CREATE INDEX outbox_tenant ON outbox (tenant_id, kind, created_ms);
+    CREATE TABLE notify_recipients (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        urls TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE TABLE notify_settings (
+        tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
+        quiet_hours TEXT
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+    """,
+    # 7: rules (definitions, per-device state, manual-mode pauses) and alarms with their
+    # history; at most one open (not cleared) alarm per (rule, device), kept by the index
+    """
+    CREATE TABLE rules (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE rule_state (
+        rule_id INTEGER NOT NULL REFERENCES rules(id) ON DELETE CASCADE,
+        device_pk INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, device_pk)
+    );
+    CREATE TABLE rule_pauses (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        rule_id INTEGER NOT NULL,
+        device_pk INTEGER NOT NULL,
+        paused_by TEXT NOT NULL,
+        paused_ms INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, device_pk)
+    );
+    CREATE TABLE alarms (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        rule_id INTEGER NOT NULL,
+        rule_name TEXT NOT NULL,
+        device_pk INTEGER NOT NULL,
+        device_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL,
+        raised_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        acked_ms INTEGER,
+        acked_by TEXT,
+        cleared_ms INTEGER,
+        cleared_by TEXT
+    );
+    CREATE UNIQUE INDEX alarms_open ON alarms (rule_id, device_pk) WHERE status <> 'cleared';
+    CREATE INDEX alarms_tenant ON alarms (tenant_id, id);
+    CREATE TABLE alarm_events (
+        id INTEGER PRIMARY KEY,
+        alarm_id INTEGER NOT NULL REFERENCES alarms(id) ON DELETE CASCADE,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        comment TEXT
+    );
+    CREATE INDEX alarm_events_alarm ON alarm_events (alarm_id, id);
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -378,5 +493,120 @@ POSTGRES: Final[list[str]] = [
         reported_version BIGINT NOT NULL DEFAULT 0,
         reported_ms BIGINT
     );
+    """,
+    # 5: the presence last announced on the bus (online/offline), so each change is
+    # announced once across restarts and processes
+    """
+    ALTER TABLE devices ADD COLUMN presence TEXT;
+    ALTER TABLE devices ADD COLUMN presence_ms BIGINT;
+    """,
+    # 6: the outbox of webhooks and notifications (one row per delivery, claimed by one
+    # process at a time), named notification recipients and quiet hours, the audit log
+    """
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        body TEXT NOT NULL,
+        secret TEXT,
+        headers TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms BIGINT NOT NULL,
+        lease_ms BIGINT,
+        claimed_by TEXT,
+        created_ms BIGINT NOT NULL,
+        last_attempt_ms BIGINT,
+        finished_ms BIGINT,
+        last_error TEXT,
+        last_code INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_ms);
+    CREATE INDEX outbox_tenant ON outbox (tenant_id, kind, created_ms);
+    CREATE TABLE notify_recipients (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        urls TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE TABLE notify_settings (
+        tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id),
+        quiet_hours TEXT
+    );
+    CREATE TABLE audit_log (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        ts BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+    """,
+    # 7: rules (definitions, per-device state, manual-mode pauses) and alarms with their
+    # history; at most one open (not cleared) alarm per (rule, device), kept by the index
+    """
+    CREATE TABLE rules (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        enabled BOOLEAN NOT NULL,
+        source TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE rule_state (
+        rule_id BIGINT NOT NULL REFERENCES rules(id) ON DELETE CASCADE,
+        device_pk BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (rule_id, device_pk)
+    );
+    CREATE TABLE rule_pauses (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        rule_id BIGINT NOT NULL,
+        device_pk BIGINT NOT NULL,
+        paused_by TEXT NOT NULL,
+        paused_ms BIGINT NOT NULL,
+        PRIMARY KEY (rule_id, device_pk)
+    );
+    CREATE TABLE alarms (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        rule_id BIGINT NOT NULL,
+        rule_name TEXT NOT NULL,
+        device_pk BIGINT NOT NULL,
+        device_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL,
+        raised_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        acked_ms BIGINT,
+        acked_by TEXT,
+        cleared_ms BIGINT,
+        cleared_by TEXT
+    );
+    CREATE UNIQUE INDEX alarms_open ON alarms (rule_id, device_pk) WHERE status <> 'cleared';
+    CREATE INDEX alarms_tenant ON alarms (tenant_id, id);
+    CREATE TABLE alarm_events (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        alarm_id BIGINT NOT NULL REFERENCES alarms(id) ON DELETE CASCADE,
+        ts BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        comment TEXT
+    );
+    CREATE INDEX alarm_events_alarm ON alarm_events (alarm_id, id);
     """,
 ]

@@ -81,6 +81,17 @@ class Device(msgspec.Struct, frozen=True):
     last_error_ms: int | None = None
 
 
+class PresenceChange(msgspec.Struct, frozen=True):
+    """A device went online or offline, as the store decided it once for all processes."""
+
+    device_pk: int
+    tenant_id: int
+    device_id: str
+    online: bool
+    previous: str | None  # "online", "offline", or None before the first announcement
+    reason: str  # online: "connected" (birth), "reporting"; offline: "silent", "disconnected"
+
+
 class DeviceEvent(msgspec.Struct, frozen=True):
     """Something a device reported as having happened."""
 
@@ -204,3 +215,114 @@ def _opt(fn: Callable[[float, float], float], a: float | None, b: float | None) 
     if b is None:
         return a
     return fn(a, b)
+
+
+# -- outbox (webhooks, notifications) and audit log ---------------------------------------
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One webhook call or notification in the outbox, and what became of it.
+
+    ``status`` is ``pending`` (due at ``next_ms``), ``held`` (quiet hours, due at
+    ``next_ms``), ``sending`` (claimed by a process), ``delivered`` or ``dead``
+    (gave up; listed as a dead letter until retried or deleted).
+    """
+
+    id: str
+    tenant_id: int
+    kind: str  # "webhook" or "notify"
+    source: str  # who asked: "rule:<id>", "user:<email>", "key:<id>", "system"
+    target: str  # the URL: http(s) for a webhook, an Apprise URL for a notification
+    body: str  # JSON text: the exact webhook body, or the notification's title/body/severity
+    secret: str | None
+    headers: dict[str, str]
+    status: str
+    attempts: int
+    next_ms: int
+    created_ms: int
+    last_attempt_ms: int | None
+    finished_ms: int | None
+    last_error: str | None
+    last_code: int | None
+
+
+class Recipient(msgspec.Struct, frozen=True):
+    """A named set of Apprise URLs of one tenant (a person, a team, a channel)."""
+
+    tenant_id: int
+    name: str
+    urls: list[str]
+    created_ms: int
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    """Who or what did something, when, to what, and with which result."""
+
+    id: int
+    tenant_id: int
+    ts: int
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    result: str
+
+
+# -- rules and alarms ---------------------------------------------------------------
+
+
+class StoredRule(msgspec.Struct, frozen=True):
+    """A rule as stored: its definition (JSON text of the rule model) and bookkeeping."""
+
+    id: int
+    tenant_id: int
+    name: str
+    definition: str
+    enabled: bool
+    source: str  # "api" or "file"
+    created_ms: int
+    updated_ms: int
+
+
+class RulePause(msgspec.Struct, frozen=True):
+    """Manual mode: a rule (or every rule, ``rule_id`` 0) does not act on one device."""
+
+    tenant_id: int
+    rule_id: int
+    device_pk: int
+    paused_by: str
+    paused_ms: int
+
+
+class Alarm(msgspec.Struct, frozen=True):
+    """An alarm raised by a rule for a device: active -> acknowledged -> cleared."""
+
+    id: int
+    tenant_id: int
+    rule_id: int
+    rule_name: str
+    device_pk: int
+    device_id: str
+    type: str
+    severity: str
+    status: str
+    message: str
+    details: dict[str, Any]
+    raised_ms: int
+    updated_ms: int
+    count: int
+    acked_ms: int | None
+    acked_by: str | None
+    cleared_ms: int | None
+    cleared_by: str | None
+
+
+class AlarmEvent(msgspec.Struct, frozen=True):
+    """One line of an alarm's history: raised, acknowledged, cleared, commented."""
+
+    id: int
+    alarm_id: int
+    ts: int
+    kind: str
+    actor: str
+    comment: str | None

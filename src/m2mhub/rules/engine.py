@@ -1,0 +1,586 @@
+"""The rules engine: listens on the bus, evaluates each (rule, device), acts on changes.
+
+It never slows ingest: it reads the bus through its own bounded queue and
+works in its own task. Per (rule, device) it keeps a
+:class:`~m2mhub.rules.conditions.RuleState`, saved in the store whenever it
+changes (before any action runs), so a restarted process neither fires again
+nor forgets a running duration. A timer (``tick``) lets time pass for
+durations, count windows and silence.
+
+Late and out-of-order data (docs/rules.md): a reading not newer than the
+newest one a rule already evaluated for that device is skipped, and so is a
+reading older than the rule's ``max_delay`` when it arrives. Both are stored
+as usual; they just do not drive rules, so a device flushing an old buffer
+does not start pumps for a tank level of an hour ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from m2mhub.audit.log import AuditLog, error_result
+from m2mhub.bus import Event, PresenceChanged, ReadingsStored, Subscription
+from m2mhub.core.errors import M2MHubError, NotFoundError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.core.values import Value
+from m2mhub.ingest.pipeline import IngestBatch
+from m2mhub.rules.conditions import (
+    CompiledCondition,
+    RuleState,
+    Step,
+    decode_state,
+    encode_state,
+)
+from m2mhub.rules.expr import SELF, EvaluationError, Expression, MissingValue, parse
+from m2mhub.rules.model import Action, Rule, duration_ms
+from m2mhub.rules.service import apply_rule_file, rule_of
+from m2mhub.store.models import Device, StoredRule
+
+if TYPE_CHECKING:
+    from m2mhub.platform import Platform
+
+log = logging.getLogger(__name__)
+
+RESOLVE_S: Final = 30.0
+ALL_RULES: Final = 0  # rule_id of a pause that puts a device in manual mode for every rule
+
+
+class TraceEntry(msgspec.Struct, frozen=True):
+    """One evaluation of a rule for a device: what went in, what came out, what was done."""
+
+    at: int  # when it was evaluated (engine clock)
+    device: str
+    ts: int  # the reading's timestamp, or the clock for timers
+    trigger: str  # reading, timer, presence
+    inputs: dict[str, Any]
+    result: bool | None  # the raw test; None when it could not be evaluated
+    active: bool
+    transition: str | None = None
+    actions: list[str] = []
+    note: str | None = None
+
+
+class LoadedRule:
+    """A rule ready to run: compiled condition, resolved devices, its trace."""
+
+    def __init__(self, stored: StoredRule, rule: Rule, trace_size: int) -> None:
+        self.stored = stored
+        self.rule = rule
+        self.condition = CompiledCondition(rule) if rule.condition is not None else None
+        self.compute: dict[str, Expression] = {k: parse(v) for k, v in rule.compute.items()}
+        self.max_delay_ms = duration_ms(rule.max_delay)
+        self.targets: dict[int, Device] = {}  # scoped devices by pk
+        self.aliases: dict[str, Device] = {}
+        self.trace: deque[TraceEntry] = deque(maxlen=trace_size)
+
+    @property
+    def id(self) -> int:
+        return self.stored.id
+
+    @property
+    def actor(self) -> str:
+        return f"rule:{self.rule.name}"
+
+    @property
+    def alias_pks(self) -> set[int]:
+        return {d.pk for d in self.aliases.values()}
+
+
+class RulesEngine:
+    """Runs the rules of every tenant for one process (the ``rules`` role)."""
+
+    def __init__(self, platform: Platform, *, clock: Callable[[], int] = now_ms) -> None:
+        self.platform = platform
+        self.store = platform.store
+        self.clock = clock
+        self.audit: AuditLog = platform.audit
+        settings = platform.settings
+        self.tick_s = settings.rules_tick_s
+        self.reload_s = settings.rules_reload_s
+        self.trace_size = settings.rules_trace_size
+        self.rules: dict[int, LoadedRule] = {}
+        self._states: dict[tuple[int, int], RuleState] = {}
+        self._paused: set[tuple[int, int]] = set()
+        self._version: tuple[int, int] | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
+        self._subscribed = asyncio.Event()
+        self._busy = False
+        self._idle = asyncio.Event()
+        self.errors = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Apply the rules file (if set), load the rules and start listening."""
+        rules_file = self.platform.settings.rules_file
+        if rules_file:
+            path = Path(rules_file)
+            try:
+                text = await asyncio.to_thread(path.read_text)
+            except OSError as exc:
+                raise M2MHubError(
+                    f"rules_file (M2MHUB_RULES_FILE): cannot read {path}: {exc.strerror}",
+                    field="rules_file",
+                ) from None
+            _, applied = await apply_rule_file(self.store, text, source=str(path))
+            log.info("applied %d rules from %s", len(applied), path)
+        await self.reload()
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="rules-listen"),
+            asyncio.create_task(self._every(self.tick_s, self.tick), name="rules-tick"),
+            asyncio.create_task(self._every(self.reload_s, self.refresh), name="rules-reload"),
+        ]
+        await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), 5.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def drain(self) -> None:
+        """Wait until every event published so far has been evaluated."""
+        while self._subscription is not None and (self._subscription.lag or self._busy):
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def _listen(self) -> None:
+        async with self.platform.bus.subscribe(maxsize=10_000) as subscription:
+            self._subscription = subscription
+            self._subscribed.set()
+            try:
+                while True:
+                    event = await subscription.get()
+                    self._busy = True
+                    try:
+                        async with self._lock:
+                            await self.handle(event)
+                    except Exception:
+                        self.errors += 1
+                        log.exception("rules: evaluating %s failed", type(event).__name__)
+                    finally:
+                        if not subscription.lag:
+                            self._busy = False
+                            self._idle.set()
+            finally:
+                self._subscription = None
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                self.errors += 1
+                log.exception("rules: %s failed", getattr(job, "__name__", job))
+
+    # -- rules and their devices --------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Reload when rules or pauses changed (in this process or another), and every
+        :data:`RESOLVE_S` for devices that joined or left a type, group or asset."""
+        stale = time.monotonic() - self._loaded_at > RESOLVE_S
+        if stale or await self.store.rules_version() != self._version:
+            await self.reload()
+
+    async def reload(self) -> None:
+        """Load every rule, resolve its devices and load the saved state."""
+        version = await self.store.rules_version()
+        loaded: dict[int, LoadedRule] = {}
+        for stored in await self.store.list_rules():
+            try:
+                rule = rule_of(stored)
+            except M2MHubError as exc:
+                log.error("rule %s cannot be loaded: %s", stored.name, exc.message)
+                continue
+            previous = self.rules.get(stored.id)
+            item = LoadedRule(stored, rule, self.trace_size)
+            if previous is not None:
+                item.trace = previous.trace
+            await self._resolve(item)
+            loaded[stored.id] = item
+        states = await self.store.rule_states([i for i in loaded if i not in self.rules])
+        pauses = {(p.rule_id, p.device_pk) for p in await self.store.rule_pauses()}
+        async with self._lock:
+            for key, text in states.items():
+                self._states[key] = decode_state(text)
+            for key in [k for k in self._states if k[0] not in loaded]:
+                del self._states[key]
+            self.rules = loaded
+            self._paused = pauses
+            self._version = version
+            self._loaded_at = time.monotonic()
+
+    async def _resolve(self, item: LoadedRule) -> None:
+        store, tenant_id, scope = self.store, item.stored.tenant_id, item.rule.scope
+        pks: list[int] = []
+        try:
+            if scope.device is not None:
+                pks = [(await store.get_device(scope.device, tenant_id=tenant_id)).pk]
+            elif scope.type is not None:
+                device_type = await store.get_device_type(tenant_id, name=scope.type)
+                pks = [
+                    d.pk
+                    for d in await store.list_devices(
+                        tenant_id, type_id=device_type.id, limit=1_000_000
+                    )
+                ]
+            elif scope.group is not None:
+                group = await store.get_group(tenant_id, scope.group)
+                pks = await store.device_pks(tenant_id, group_id=group.id)
+            elif scope.asset is not None:
+                asset = await store.get_asset(tenant_id, scope.asset)
+                pks = [a.device_pk for a in await store.assignments(asset.id) if a.to_ms is None]
+            for alias, device_id in item.rule.devices.items():
+                item.aliases[alias] = await store.get_device(device_id, tenant_id=tenant_id)
+        except NotFoundError as exc:
+            log.warning("rule %s: %s; it watches no device", item.rule.name, exc.message)
+        item.targets = await store.devices_by_pk(pks) if pks else {}
+
+    def trace(self, rule_id: int) -> list[TraceEntry]:
+        """The rule's recent evaluations, newest first."""
+        item = self.rules.get(rule_id)
+        return list(reversed(item.trace)) if item else []
+
+    def state(self, rule_id: int, device_pk: int) -> RuleState | None:
+        return self._states.get((rule_id, device_pk))
+
+    # -- events -------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        """Evaluate the rules an event concerns."""
+        if isinstance(event, ReadingsStored):
+            await self._on_readings(event)
+        elif isinstance(event, PresenceChanged):
+            await self._on_presence(event)
+
+    async def _on_readings(self, event: ReadingsStored) -> None:
+        readings = sorted(event.readings, key=lambda r: r[0])
+        for item in list(self.rules.values()):
+            if not item.stored.enabled or item.stored.tenant_id != event.tenant_id:
+                continue
+            device = item.targets.get(event.device_pk)
+            if device is not None:
+                if item.compute:
+                    await self._compute(item, device, readings)
+                if item.condition is not None and item.condition.on_readings:
+                    await self._evaluate_readings(item, device, readings)
+            if item.condition is not None and event.device_pk in item.alias_pks:
+                # Another device of the expression moved: re-evaluate with latest values.
+                newest = readings[-1][0]
+                for target in item.targets.values():
+                    if target.pk != event.device_pk:
+                        await self._evaluate_readings(item, target, [(newest, {})], alias=True)
+
+    async def _evaluate_readings(
+        self,
+        item: LoadedRule,
+        device: Device,
+        readings: list[tuple[int, dict[str, Value]]],
+        *,
+        alias: bool = False,
+    ) -> None:
+        condition = item.condition
+        assert condition is not None
+        key = (item.id, device.pk)
+        state = await self._state(item, device)
+        saved = state
+        now = self.clock()
+        base: dict[str, dict[str, Any]] | None = None
+        if condition.expression is not None:
+            base = await self._latest_values(item, device)
+        for ts, values in readings:
+            if not alias and condition.keys and not condition.keys & values.keys():
+                continue
+            if state.last_ts is not None and ts <= state.last_ts and not alias:
+                self._trace(item, device, ts, "reading", state, note="skipped: out of order")
+                continue
+            if ts < now - item.max_delay_ms:
+                self._trace(item, device, ts, "reading", state, note="skipped: late")
+                continue
+            view: dict[str, dict[str, Any]] = {SELF: dict(values)}
+            if base is not None:
+                view = {**base, SELF: {**base.get(SELF, {}), **values}}
+            step = condition.on_reading(state, ts, view)
+            state = step.state
+            if step.transition is not None:
+                self._states[key] = state
+                await self._save(item, device, state)
+                saved = state
+                state = await self._act(item, device, step, ts, "reading")
+            else:
+                self._trace(item, device, ts, "reading", state, step)
+        self._states[key] = state
+        if state != saved:
+            await self._save(item, device, state)
+
+    async def _on_presence(self, event: PresenceChanged) -> None:
+        for item in list(self.rules.values()):
+            device = item.targets.get(event.device_pk)
+            if (
+                device is None
+                or not item.stored.enabled
+                or item.condition is None
+                or item.condition.on_readings
+            ):
+                continue
+            state = await self._state(item, device)
+            step = item.condition.on_connection(state, event.ts, event.online)
+            await self._apply(item, device, state, step, event.ts, "presence")
+
+    async def tick(self, now: int | None = None) -> None:
+        """Let time pass for durations, count windows and silence (``no_data``)."""
+        at = now if now is not None else self.clock()
+        async with self._lock:
+            for item in list(self.rules.values()):
+                condition = item.condition
+                if not item.stored.enabled or condition is None or not condition.has_timer:
+                    continue
+                for device in item.targets.values():
+                    state = await self._state(item, device)
+                    step = condition.on_tick(state, at)
+                    await self._apply(item, device, state, step, at, "timer")
+
+    async def _apply(
+        self, item: LoadedRule, device: Device, before: RuleState, step: Step, at: int, how: str
+    ) -> None:
+        if step.state == before:
+            return
+        self._states[(item.id, device.pk)] = step.state
+        await self._save(item, device, step.state)
+        if step.transition is None:
+            self._trace(item, device, at, how, step.state, step)
+            return
+        state = await self._act(item, device, step, at, how)
+        if state != step.state:
+            self._states[(item.id, device.pk)] = state
+            await self._save(item, device, state)
+
+    async def _state(self, item: LoadedRule, device: Device) -> RuleState:
+        key = (item.id, device.pk)
+        state = self._states.get(key)
+        if state is None:
+            state = RuleState()
+            no_data = item.rule.condition.no_data if item.rule.condition else None
+            if no_data is not None:
+                # Silence counts from the device's last data, or from now if it never sent any.
+                seen = device.last_seen_ms
+                if no_data.key is not None:
+                    latest = await self.store.latest([device.pk], [no_data.key])
+                    found = latest.get(device.pk, {}).get(no_data.key)
+                    seen = found[0] if found else None
+                state.seen = seen if seen is not None else self.clock()
+                await self._save(item, device, state)
+            self._states[key] = state
+        return state
+
+    async def _save(self, item: LoadedRule, device: Device, state: RuleState) -> None:
+        await self.store.save_rule_states([(item.id, device.pk, encode_state(state))])
+
+    async def _latest_values(self, item: LoadedRule, device: Device) -> dict[str, dict[str, Any]]:
+        pks = [device.pk, *item.alias_pks]
+        latest = await self.store.latest(pks)
+        view = {SELF: {k: v for k, (_, v) in latest.get(device.pk, {}).items()}}
+        for alias, other in item.aliases.items():
+            view[alias] = {k: v for k, (_, v) in latest.get(other.pk, {}).items()}
+        return view
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def _act(
+        self, item: LoadedRule, device: Device, step: Step, at: int, how: str
+    ) -> RuleState:
+        """Run the actions of a transition; returns the state (with the alarm id)."""
+        state = step.state
+        done: list[str] = []
+        rule = item.rule
+        paused = (item.id, device.pk) in self._paused
+        alarm = rule.alarm
+        if step.transition == "raise":
+            if alarm is not None:
+                raised, created = await self.platform.alarms.raise_alarm(
+                    tenant_id=device.tenant_id,
+                    rule_id=item.id,
+                    rule_name=rule.name,
+                    device_pk=device.pk,
+                    device_id=device.id,
+                    type=alarm.type or rule.name,
+                    severity=alarm.severity,
+                    message=alarm.message or rule.description or rule.name,
+                    details=step.inputs,
+                    actor=item.actor,
+                )
+                state = msgspec.structs.replace(state, alarm_id=raised.id)
+                done.append(f"alarm {raised.id} {'raised' if created else 'repeated'}")
+            actions = [a for a in rule.actions if a.alarm is None]
+        else:
+            if alarm is not None and alarm.clear:
+                cleared = await self.platform.alarms.clear_for(item.id, device.pk, actor=item.actor)
+                if cleared is not None:
+                    done.append(f"alarm {cleared.id} cleared")
+                state = msgspec.structs.replace(state, alarm_id=None)
+            actions = [a for a in rule.clear_actions if a.alarm is None]
+        for action in actions:
+            if paused:
+                done.append(f"{_kind(action)}: skipped, rule paused for {device.id}")
+                continue
+            done.append(await self._run(item, device, action))
+        self._trace(item, device, at, how, state, step, actions=done)
+        return state
+
+    async def _run(self, item: LoadedRule, device: Device, action: Action) -> str:
+        """Run one command or desired-state action; returns what happened, for the trace."""
+        platform, kind = self.platform, _kind(action)
+        target = action.command or action.desired
+        assert target is not None
+        try:
+            devices = await self._targets(device, target.device, target.group)
+            manual = [d.id for d in devices if (ALL_RULES, d.pk) in self._paused]
+            devices = [d for d in devices if (ALL_RULES, d.pk) not in self._paused]
+            if not devices:
+                return f"{kind}: skipped, manual mode on {', '.join(manual)}"
+            if action.command is not None:
+                c = action.command
+                commands = await platform.commands.send(
+                    devices,
+                    c.method,
+                    dict(c.params),
+                    oneway=c.oneway,
+                    ttl_ms=duration_ms(c.ttl),
+                    created_by=item.actor,
+                )
+                result = f"command {c.method} queued for " + ", ".join(d.id for d in devices)
+                details: dict[str, Any] = {"method": c.method, "commands": [c.id for c in commands]}
+            else:
+                assert action.desired is not None
+                for other in devices:
+                    await platform.commands.set_desired(
+                        other, dict(action.desired.set), expected_version=None
+                    )
+                result = "desired set on " + ", ".join(d.id for d in devices)
+                details = {"set": action.desired.set}
+        except M2MHubError as exc:
+            await self._record(item, device, f"rule.{kind}", {}, error_result(exc))
+            return f"{kind} failed: {exc.message}"
+        for other in devices:
+            await self._record(item, other, f"rule.{kind}", details, "ok")
+        return result
+
+    async def _targets(
+        self, device: Device, device_id: str | None, group: str | None
+    ) -> list[Device]:
+        if group is not None:
+            found = await self.store.get_group(device.tenant_id, group)
+            pks = await self.store.device_pks(device.tenant_id, group_id=found.id)
+            return list((await self.store.devices_by_pk(pks)).values())
+        if device_id is not None:
+            return [await self.store.get_device(device_id, tenant_id=device.tenant_id)]
+        return [device]
+
+    async def _compute(
+        self, item: LoadedRule, device: Device, readings: list[tuple[int, dict[str, Value]]]
+    ) -> None:
+        """Derived telemetry: evaluate ``compute`` per reading and ingest the results."""
+        derived: list[tuple[int, dict[str, Value]]] = []
+        base = {
+            k: v for k, (_, v) in (await self.store.latest([device.pk])).get(device.pk, {}).items()
+        }
+        now = self.clock()
+        for ts, values in readings:
+            if values.keys() <= item.compute.keys() or ts < now - item.max_delay_ms:
+                continue  # our own output coming back, or late data
+            view = {SELF: {**base, **values}}
+            out: dict[str, Value] = {}
+            for key, expression in item.compute.items():
+                try:
+                    value = expression.evaluate(view)
+                except (MissingValue, EvaluationError):
+                    continue
+                if isinstance(value, bool | int | float | str):
+                    out[key] = value
+            if out:
+                derived.append((ts, out))
+        if not derived:
+            return
+        try:
+            device_type = await self.platform.registry.device_type_of(device)
+            await self.platform.ingest(
+                IngestBatch(device, device_type, derived, arrival_ms=now, source="rule")
+            )
+            note = f"wrote {sum(len(v) for _, v in derived)} derived values"
+        except M2MHubError as exc:
+            note = f"derived values refused: {exc.message}"
+        item.trace.append(
+            TraceEntry(
+                now, device.id, derived[-1][0], "reading", derived[-1][1], None, False, note=note
+            )
+        )
+
+    # -- trace and audit ---------------------------------------------------------------
+
+    def _trace(
+        self,
+        item: LoadedRule,
+        device: Device,
+        ts: int,
+        how: str,
+        state: RuleState,
+        step: Step | None = None,
+        *,
+        actions: list[str] | None = None,
+        note: str | None = None,
+    ) -> None:
+        item.trace.append(
+            TraceEntry(
+                self.clock(),
+                device.id,
+                ts,
+                how,
+                step.inputs if step else {},
+                step.raw if step else None,
+                state.active,
+                step.transition if step else None,
+                actions or [],
+                note or (step.note if step else None),
+            )
+        )
+
+    async def _record(
+        self, item: LoadedRule, device: Device, action: str, details: dict[str, Any], result: str
+    ) -> None:
+        """The single call point into the audit log for automatic actions."""
+        try:
+            await self.audit.record(
+                tenant_id=device.tenant_id,
+                actor=item.actor,
+                action=action,
+                target=f"device:{device.id}",
+                details=details,
+                result=result,
+            )
+        except M2MHubError:
+            log.exception("rules: could not write the audit log")
+
+
+def _kind(action: Action) -> str:
+    return "command" if action.command is not None else "desired"
+
+
+__all__ = ["RulesEngine", "TraceEntry"]

@@ -1,0 +1,130 @@
+"""Rules through the REST API, a rules file at start, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from m2mhub.config import Settings
+from m2mhub.core.values import Role
+from m2mhub.platform import Platform
+from m2mhub.rules.model import RuleError, parse_rule_file
+from m2mhub.store import SqliteStore
+from tests.processes import fails, m2mhub_env, ok
+from tests.rules.helpers import Hub
+
+RULE = {
+    "name": "hot",
+    "description": "Too hot",
+    "scope": {"type": "sensor"},
+    "condition": {"threshold": {"key": "temp", "above": 80, "clear_below": 75}, "for": "5m"},
+    "actions": [{"alarm": {"severity": "critical"}}],
+}
+
+RULES_YAML = """
+tenant: default
+rules:
+  - name: tank-low
+    scope: {device: tank-1}
+    condition:
+      threshold: {key: level, below: 10, clear_above: 20}
+    actions:
+      - alarm: {severity: warning}
+      - command: {device: pump-1, method: start}
+  - name: hot
+    scope: {type: sensor}
+    condition:
+      threshold: {key: temp, above: 80}
+      for: 5m
+    actions:
+      - alarm: {}
+"""
+
+
+async def test_crud_and_roles(hub: Hub) -> None:
+    operator = hub.as_key(await hub.key(Role.OPERATOR))
+    refused = await hub.client.post("/api/v1/rules", json=RULE, headers=operator)
+    assert refused.status_code == 403
+    created = await hub.client.post("/api/v1/rules", json=RULE, headers=hub.admin)
+    assert created.status_code == 201
+    assert created.json()["rule"]["condition"]["for"] == "5m"
+    assert created.json()["source"] == "api" and created.json()["enabled"] is True
+    assert (await hub.client.post("/api/v1/rules", json=RULE, headers=hub.admin)).status_code == 409
+    changed = RULE | {"description": "Hotter"}
+    replaced = await hub.client.put("/api/v1/rules/hot", json=changed, headers=hub.admin)
+    assert replaced.json()["rule"]["description"] == "Hotter"
+    disabled = await hub.client.post("/api/v1/rules/hot/disable", headers=hub.admin)
+    assert disabled.json()["enabled"] is False
+    [listed] = (await hub.client.get("/api/v1/rules", headers=operator)).json()
+    assert listed["name"] == "hot" and listed["enabled"] is False
+    assert hub.platform.rules.rules[next(iter(hub.platform.rules.rules))].stored.enabled is False
+    deleted = await hub.client.delete("/api/v1/rules/hot", headers=hub.admin)
+    assert deleted.status_code == 204
+    assert (await hub.client.get("/api/v1/rules/hot", headers=hub.admin)).status_code == 404
+    assert hub.platform.rules.rules == {}
+
+
+async def test_a_disabled_rule_does_not_fire(hub: Hub) -> None:
+    await hub.new_device("t1")
+    await hub.rule(RULE | {"condition": {"threshold": {"key": "temp", "above": 80}}})
+    await hub.client.post("/api/v1/rules/hot/disable", headers=hub.admin)
+    await hub.send("t1", hub.clock.now, temp=99)
+    assert await hub.alarms() == []
+    await hub.client.post("/api/v1/rules/hot/enable", headers=hub.admin)
+    await hub.send("t1", hub.clock.now + 1, temp=99)
+    assert len(await hub.alarms()) == 1
+
+
+async def test_invalid_rules_name_the_field(hub: Hub) -> None:
+    bad = RULE | {"condition": {"threshold": {"key": "temp", "above": 80, "clear_below": 90}}}
+    response = await hub.client.post("/api/v1/rules", json=bad, headers=hub.admin)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "condition.threshold" and "clear_below" in error["message"]
+    unsafe = RULE | {"condition": {"expression": "__import__('os').getcwd()"}}
+    response = await hub.client.post("/api/v1/rules", json=unsafe, headers=hub.admin)
+    assert (
+        response.status_code == 422 and response.json()["error"]["field"] == "condition.expression"
+    )
+
+
+def test_rule_file_errors_name_the_rule_and_field() -> None:
+    bad = RULES_YAML.replace("for: 5m", "for: five minutes")
+    try:
+        parse_rule_file(bad, source="rules.yaml")
+    except RuleError as exc:
+        assert exc.field == "rules[1].condition.for"
+        assert exc.message.startswith("rules.yaml: rules[1].condition.for: 'five minutes'")
+    else:
+        raise AssertionError("accepted a bad duration")
+    assert [r.name for r in parse_rule_file(RULES_YAML).rules] == ["tank-low", "hot"]
+
+
+async def test_rules_file_is_applied_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES_YAML)
+    settings = Settings(data_dir=tmp_path, roles="rules", rules_file=str(path))
+    store = SqliteStore(tmp_path / "m2mhub.db")
+    async with store:
+        await store.create_tenant("default", "Default")
+    async with Platform(settings, store=SqliteStore(tmp_path / "m2mhub.db")) as platform:
+        names = sorted(r.rule.name for r in platform.rules.rules.values())
+        assert names == ["hot", "tank-low"]
+        [hot] = [r for r in platform.rules.rules.values() if r.rule.name == "hot"]
+        assert hot.stored.source == "file"
+
+
+def test_cli_apply_and_list(tmp_path: Path) -> None:
+    env = m2mhub_env(tmp_path, COLUMNS="200")
+    ok("tenant", "create", "default", env=env)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    applied = ok("rules", "apply", str(rules), env=env)
+    assert "created rule tank-low" in applied and "created rule hot" in applied
+    assert "replaced rule hot" in ok("rules", "apply", str(rules), env=env)
+    listed = ok("rules", "list", env=env)
+    assert "tank-low" in listed and "device=tank-1" in listed and "alarm, command" in listed
+    assert "threshold, for 5m" in listed
+    rules.write_text(RULES_YAML.replace("below: 10", "below: ten"))
+    error = fails("rules", "apply", str(rules), env=env)
+    assert "rules[0].condition.threshold.below" in error
+    assert "rule" in ok("alarms", "list", "--status", "active", env=env)
