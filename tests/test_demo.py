@@ -22,11 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from m2mhub.sim import load_fleet
 from tests.conftest import free_port
 from tests.processes import m2mhub_env, run_m2mhub
 
-#: The fleet the demo simulates (m2mhub/demo.py).
-DEMO_DEVICES = {"meter-001", "meter-002", "meter-003", "room-101", "room-102", "tank-north"}
+#: The fleet the demo simulates (m2mhub/sim/fleet.yaml).
+DEMO_DEVICES = {d.id for d in load_fleet().devices}
 BANNER_TIMEOUT_S = 30.0
 
 URL_LINE = re.compile(r"running at\s+(http://\S+)")
@@ -126,7 +127,7 @@ def all_latest(client: httpx.Client) -> dict[str, dict[str, Any]]:
 def test_demo_serves_its_fleet_stops_by_itself_and_resumes(tmp_path: Path) -> None:
     env = m2mhub_env(tmp_path)
     port = free_port()
-    duration = 6
+    duration = 15  # long enough for the whole fleet to connect and report on a busy host
     with running_demo(
         env, "--port", str(port), "--interval", "1", "--duration", str(duration)
     ) as demo:
@@ -204,7 +205,7 @@ def test_demo_prints_commands_a_user_can_paste(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     lines = demo.stdout.splitlines()
     commands = [line.strip() for line in lines if line.strip().startswith("curl")]
-    assert len(commands) == 2, demo.output()
+    assert len(commands) == 3, demo.output()
     for command in commands:
         assert re.search(r"Authorization: Bearer m2[kd]_\S+'", command), command
         assert f"{url}/api/v1/" in command, f"the command is cut short:\n{command}"

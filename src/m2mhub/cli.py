@@ -14,9 +14,9 @@ import getpass
 import json
 import logging
 import os
-import random
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,9 +34,11 @@ from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.transport import BrokerAddress
 from m2mhub.core.errors import M2MHubError
 from m2mhub.core.net import port_is_free
+from m2mhub.core.timeutil import parse_duration
 from m2mhub.core.values import Role, ValueType
 from m2mhub.platform import Platform
 from m2mhub.registry.service import ImportRejected, Registry, parse_labels
+from m2mhub.sim.fleet import Fleet
 from m2mhub.store import Store, open_store
 from m2mhub.store.models import Command, KeySpec
 from m2mhub.store.postgres import redact
@@ -151,14 +153,48 @@ def demo(
     port: Annotated[
         int | None, typer.Option(help="Port of the demo server (default: the port setting, 8080).")
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between device reports.")] = 5.0,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Device time runs this many times faster: the last day is replayed, "
+            "then the fleet keeps pace with the clock."
+        ),
+    ] = 1.0,
+    backfill: Annotated[
+        str, typer.Option(help="History written at start, e.g. 1d, 30d; 0 for none.")
+    ] = "1d",
+    fleet: Annotated[
+        Path | None,
+        typer.Option(help="A fleet file (python -m m2mhub.sim prints the shipped one)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds of device time between reports, for every device."),
+    ] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated fleet.")] = 1,
 ) -> None:
-    """Run m2mhub on the embedded defaults with a simulated fleet posting over HTTP."""
+    """Run m2mhub on the embedded defaults with a simulated fleet on MQTT, and its rules."""
+    from m2mhub.sim.fleet import load_fleet
+
     settings = _settings(**({"port": port} if port else {}))
     _logging(settings)
+    if speed < 1:
+        err.print("[red]error:[/red] speed: must be 1 or more (1 = real time)")
+        raise typer.Exit(2)
+    if interval is not None and interval <= 0:
+        err.print("[red]error:[/red] interval: must be more than 0 seconds")
+        raise typer.Exit(2)
+    try:
+        backfill_ms = 0 if backfill.strip() in ("0", "") else parse_duration(backfill)
+        simulated = load_fleet(fleet)
+    except M2MHubError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
     embedded = settings.mqtt_enabled and not settings.mqtt_url
+    if not settings.mqtt_enabled:
+        err.print("[red]error:[/red] mqtt_enabled: the demo's devices need MQTT")
+        raise typer.Exit(2)
     if embedded and not port_is_free(settings.mqtt_host, settings.mqtt_port):
         # A demo should run anywhere: another broker on 1883 is common. (serve refuses
         # instead, and names the setting, since devices are configured with the port.)
@@ -171,19 +207,36 @@ def demo(
         )
         settings = settings.model_copy(update={"mqtt_port": free})
     _check_ports(settings, http=True)
+    run = DemoRun(simulated, speed=speed, backfill_ms=backfill_ms, interval=interval, seed=seed)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_demo(settings, interval, duration, seed))
+            asyncio.run(_demo(settings, run, duration))
     except M2MHubError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
     out.print("demo stopped; run it again to resume with the same data")
 
 
-async def _demo(settings: Settings, interval: float, duration: float | None, seed: int) -> None:
+@dataclass(frozen=True)
+class DemoRun:
+    """How the demo's fleet runs: the fleet and the options of ``m2mhub demo``."""
+
+    fleet: Fleet
+    speed: float
+    backfill_ms: int
+    interval: float | None
+    seed: int
+
+
+#: How much device time ``--speed`` replays before the fleet keeps pace with the clock.
+SPEED_LEAD_MS = 86_400_000
+
+
+async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> None:
     from m2mhub import demo as demo_setup
     from m2mhub.api.app import create_app
-    from m2mhub.sim.http_fleet import HttpFleet, SimDevice
+    from m2mhub.sim.fleet import build_models
+    from m2mhub.sim.runner import FleetRunner, LiveClock
 
     platform = Platform(settings)
     api = create_app(settings, platform=platform)
@@ -198,58 +251,72 @@ async def _demo(settings: Settings, interval: float, duration: float | None, see
             await serving
             raise M2MHubError(f"the server could not start on port {settings.port}")
         await asyncio.sleep(0.05)
-    credentials = await demo_setup.prepare(
-        platform, settings.data_dir, report_interval_s=max(1, int(interval))
+    with out.status("preparing the demo tenant, its fleet and rules ..."):
+        credentials = await demo_setup.prepare(platform, settings.data_dir, run.fleet)
+    clock = LiveClock(run.speed, lead_ms=SPEED_LEAD_MS)
+    if platform.broker is not None:
+        broker_host, broker_port = settings.mqtt_host, settings.mqtt_port
+    else:
+        address = BrokerAddress.from_settings(settings)
+        broker_host, broker_port = address.host, address.port
+    fleet = FleetRunner(
+        run.fleet,
+        build_models(run.fleet, run.seed, origin_ms=clock.start_ms),
+        credentials.tokens,
+        host=broker_host,
+        port=broker_port,
+        clock=clock,
+        backfill_ms=run.backfill_ms,
+        interval_s=run.interval,
     )
-    rng = random.Random(seed)
-    devices = [
-        SimDevice(device_id, token, demo_setup.model_for(device_id, rng))
-        for device_id, token in sorted(credentials.tokens.items())
-    ]
     url = f"http://{settings.host}:{settings.port}"
-    first_id, first_token = next(iter(sorted(credentials.tokens.items())))
+    shown = demo_setup.SHOWN_DEVICE
+    token = credentials.tokens[shown]
     out.print(
         f"\n[bold green]m2mhub demo[/bold green] running at [bold]{url}[/bold]"
         f"  (API docs: {url}/docs)"
     )
     out.print(f"store: {_safe_url(settings)}")
-    if platform.broker is not None:
-        out.print(
-            f"MQTT broker: mqtt://{settings.mqtt_host}:{settings.mqtt_port} "
-            "(username = device id, password = its token)"
-        )
+    out.print(
+        f"MQTT broker: mqtt://{broker_host}:{broker_port} "
+        "(username = device id, password = its token)"
+    )
     out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
-    out.print(f"device [bold]{first_id}[/bold] token: [bold]{first_token}[/bold]")
-    out.print(f"{len(devices)} simulated devices post every {interval:g} s. Try:")
+    out.print(f"device [bold]{shown}[/bold] token: [bold]{token}[/bold]")
+    pace = "real time" if run.speed == 1 else f"{run.speed:g}x until it catches up with the clock"
+    out.print(
+        f"{len(run.fleet.devices)} simulated devices report over MQTT ({pace}); "
+        "the demo's rules raise alarms and run the water tower's pump. Try:"
+    )
     out.print(f"  curl -H 'Authorization: Bearer {credentials.admin_key}' {url}/api/v1/latest")
     out.print(
-        f"  curl -H 'Authorization: Bearer {first_token}' -d '{{\"temperature_c\": 22.5}}' "
-        f"{url}/api/v1/devices/{first_id}/telemetry"
+        f"  curl -H 'Authorization: Bearer {credentials.admin_key}' "
+        f"'{url}/api/v1/alarms?status=active'"
     )
-    if platform.broker is not None:
-        out.print(
-            f"  mosquitto_pub -h {settings.mqtt_host} -p {settings.mqtt_port} -q 1 "
-            f"-u {first_id} -P {first_token} -t m2m/{first_id}/telemetry "
-            "-m '{\"power_kw\": 1.5}'"
-        )
+    out.print(
+        f"  curl -H 'Authorization: Bearer {token}' -d '{{\"power_kw\": 2.5}}' "
+        f"{url}/api/v1/devices/{shown}/telemetry"
+    )
+    out.print(
+        f"  mosquitto_pub -h {broker_host} -p {broker_port} -q 1 "
+        f"-u {shown} -P {token} -t m2m/{shown}/telemetry "
+        "-m '{\"power_kw\": 1.5}'"
+    )
     out.print("Ctrl-C stops.\n")
-    fleet = asyncio.create_task(HttpFleet(url, devices, interval_s=interval).run())
+    running = asyncio.create_task(fleet.run())
     try:
-        if duration is None:
-            await asyncio.wait([fleet, serving], return_when=asyncio.FIRST_COMPLETED)
-        else:
-            await asyncio.wait(
-                [fleet, serving], timeout=duration, return_when=asyncio.FIRST_COMPLETED
-            )
+        await asyncio.wait(
+            [running, serving], timeout=duration, return_when=asyncio.FIRST_COMPLETED
+        )
+        if running.done():
+            running.result()  # the fleet failed: say why
     finally:
-        fleet.cancel()
+        running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await fleet
+            await running
         server.should_exit = True
         await serving
-        sent = sum(d.sent for d in devices)
-        failed = sum(d.failed for d in devices)
-        out.print(f"fleet sent {sent} reports, {failed} failed")
+        out.print(f"fleet sent {fleet.reports} reports, {fleet.failed} failed")
 
 
 def _check_ports(settings: Settings, *, http: bool) -> None:
@@ -295,7 +362,7 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     # Libraries that log every request or state change would drown what matters.
-    for chatty in ("httpx", "amqtt", "transitions", "gmqtt"):
+    for chatty in ("httpx", "amqtt", "transitions", "gmqtt", "m2mhub.device"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
@@ -687,12 +754,15 @@ def _print_commands(commands: list[tuple[Command, str]]) -> None:
 @rules_app.command("apply")
 def rules_apply(
     file: Annotated[Path, typer.Argument(help="A YAML rules file (see docs/rules.md).")],
+    prune: Annotated[
+        bool, typer.Option(help="Also delete the tenant's rules that the file does not name.")
+    ] = False,
 ) -> None:
     """Create or replace the file's rules (by name) in its tenant; all or none.
 
     A running server picks the change up within M2MHUB_RULES_RELOAD_S seconds.
     """
-    from m2mhub.rules.service import apply_rule_file
+    from m2mhub.rules.service import apply_rule_file, prune_rules
 
     try:
         text = file.read_text()
@@ -700,12 +770,19 @@ def rules_apply(
         err.print(f"[red]error:[/red] {file}: {exc.strerror}")
         raise typer.Exit(2) from None
 
-    async def work(store: Store, registry: Registry) -> list[tuple[str, bool]]:
-        _, applied = await apply_rule_file(store, text, source=str(file))
-        return applied
+    async def work(store: Store, registry: Registry) -> tuple[list[tuple[str, bool]], list[str]]:
+        parsed, applied = await apply_rule_file(store, text, source=str(file))
+        deleted: list[str] = []
+        if prune:
+            tenant = await registry.tenant(parsed.tenant)
+            deleted = await prune_rules(store, tenant.id, {r.name for r in parsed.rules})
+        return applied, deleted
 
-    for name, created in _run(work):
+    applied, deleted = _run(work)
+    for name, created in applied:
         out.print(f"{'created' if created else 'replaced'} rule [bold]{escape(name)}[/bold]")
+    for name in deleted:
+        out.print(f"deleted rule [bold]{escape(name)}[/bold]")
 
 
 @rules_app.command("list")
@@ -735,6 +812,64 @@ def rules_list(tenant: TenantOpt = "default") -> None:
             actions,
         )
     out.print(table)
+
+
+@rules_app.command("test")
+def rules_test(
+    file: Annotated[Path, typer.Argument(help="A YAML rules file (see docs/rules.md).")],
+    start: Annotated[
+        str, typer.Option("--from", help="Start: epoch ms, ISO 8601, now or -24h.")
+    ] = "-24h",
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), like --from.")] = "now",
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+) -> None:
+    """Replay stored data through the file's rules and show what they would have done.
+
+    A dry run: nothing is saved, no alarm is raised and no action runs.
+    """
+    from m2mhub.core.timeutil import format_ms, now_ms, parse_time
+    from m2mhub.rules.model import parse_rule_file
+    from m2mhub.rules.replay import ReplayReport, replay
+
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {file}: {exc.strerror}")
+        raise typer.Exit(2) from None
+
+    async def work(store: Store, registry: Registry) -> ReplayReport:
+        parsed = parse_rule_file(text, source=str(file))
+        now = now_ms()
+        first = parse_time(start, field="from", now=now)
+        last = parse_time(end, field="to", now=now + 1)
+        t = await registry.tenant(parsed.tenant)
+        return await replay(store, t.id, parsed.rules, start=first, end=last, device=device)
+
+    report = _run(work)
+    table = Table("time", "rule", "device", "event", "trigger", "values", "would run")
+    for outcome in report.devices:
+        for fired in outcome.fired:
+            values = ", ".join(f"{k}={v}" for k, v in fired.values.items())
+            table.add_row(
+                format_ms(fired.ts),
+                escape(outcome.rule),
+                escape(outcome.device),
+                fired.event,
+                fired.trigger,
+                escape(values),
+                escape("; ".join(fired.actions)),
+            )
+    out.print(table)
+    for outcome in report.devices:
+        raised = sum(f.event == "raised" for f in outcome.fired)
+        out.print(
+            f"{escape(outcome.rule)} on {escape(outcome.device)}: {outcome.evaluated} evaluated, "
+            f"{raised} raised, {len(outcome.fired) - raised} cleared, "
+            f"{'on' if outcome.active else 'off'} at the end"
+        )
+    for note in report.notes:
+        out.print(f"note: {escape(note)}")
+    out.print(f"from {format_ms(report.start)} to {format_ms(report.end)}; nothing was changed")
 
 
 @alarms_app.command("list")

@@ -1,47 +1,30 @@
-"""The demo: a tenant, device types and a handful of simulated devices on the embedded defaults.
+"""The demo: the fleet of ``m2mhub/sim/fleet.yaml`` and its rules, on the embedded defaults.
 
-Credentials are kept in ``<data_dir>/demo-credentials.json`` (the store keeps
-only hashes), so a second start resumes the same tenant, devices and data.
+``prepare`` makes (or finds again) the demo tenant, the fleet's device types,
+devices, groups and assets, and applies the demo's rules. Credentials are kept in
+``<data_dir>/demo-credentials.json`` (the store keeps only hashes), so a second start
+resumes the same tenant, devices and data.
 """
 
 from __future__ import annotations
 
 import json
-import random
+from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
-from m2mhub.core.values import Role, ValueType
+from m2mhub.core.errors import NotFoundError
+from m2mhub.core.timeutil import now_ms
+from m2mhub.core.values import Role
 from m2mhub.platform import Platform
-from m2mhub.sim.models import DeviceModel, EnvironmentSensor, Meter, TankLevel
-from m2mhub.store.models import KeySpec
+from m2mhub.rules.service import apply_rule_file
+from m2mhub.sim.fleet import Fleet
 
 TENANT: Final = "demo"
-
-TYPES: Final = {
-    "meter": [
-        KeySpec("power_kw", ValueType.NUMBER, "kW"),
-        KeySpec("energy_kwh", ValueType.NUMBER, "kWh"),
-        KeySpec("voltage_v", ValueType.NUMBER, "V"),
-    ],
-    "environment": [
-        KeySpec("temperature_c", ValueType.NUMBER, "°C"),
-        KeySpec("humidity_pct", ValueType.NUMBER, "%"),
-        KeySpec("door_open", ValueType.BOOL),
-    ],
-    "tank": [KeySpec("level_pct", ValueType.NUMBER, "%"), KeySpec("pump", ValueType.STRING)],
-}
-
-DEVICES: Final = [
-    ("meter-001", "meter"),
-    ("meter-002", "meter"),
-    ("meter-003", "meter"),
-    ("room-101", "environment"),
-    ("room-102", "environment"),
-    ("tank-north", "tank"),
-]
+#: The device whose token the demo prints, for the curl and mosquitto_pub examples.
+SHOWN_DEVICE: Final = "meter-001"
 
 
 class DemoCredentials(msgspec.Struct):
@@ -49,43 +32,77 @@ class DemoCredentials(msgspec.Struct):
     tokens: dict[str, str]  # device id -> token
 
 
-async def prepare(platform: Platform, data_dir: Path, *, report_interval_s: int) -> DemoCredentials:
-    """Create (or find again) the demo tenant, types, devices, group and asset."""
+def demo_rules() -> str:
+    """The demo's rules (YAML): the fleet's incidents raise alarms; the tank drives its pump."""
+    return files("m2mhub.sim").joinpath("demo-rules.yaml").read_text(encoding="utf-8")
+
+
+async def prepare(platform: Platform, data_dir: Path, fleet: Fleet) -> DemoCredentials:
+    """Create what the demo needs, or find it again; returns the credentials to use.
+
+    Idempotent: what exists is kept, what the fleet adds is created, and a device
+    whose token was lost (an older credentials file) gets a new one.
+    """
     path = data_dir / "demo-credentials.json"
-    if path.is_file() and await platform.store.get_tenant(TENANT):
-        return msgspec.json.decode(path.read_bytes(), type=DemoCredentials)
-    registry = platform.registry
-    tenant = await registry.create_tenant(TENANT, "Demo")
-    _, admin_key = await registry.create_api_key(tenant.id, "demo admin", Role.ADMIN)
-    for name, keys in TYPES.items():
-        await registry.create_device_type(
-            tenant.id, name, keys, report_interval_s=report_interval_s
-        )
-    tokens = {}
-    for name, type_name in DEVICES:
-        device, token = await registry.create_device(
-            tenant.id, type_name=type_name, name=name, device_id=name
-        )
-        tokens[device.id] = token
-    group = await platform.store.create_group(tenant.id, "meters")
-    meters = [(await platform.store.get_device(d)).pk for d, t in DEVICES if t == "meter"]
-    await platform.store.set_group_members(group.id, add=meters)
-    credentials = DemoCredentials(admin_key=admin_key, tokens=tokens)
-    _save(path, credentials)
-    return credentials
+    store, registry = platform.store, platform.registry
+    tenant = await store.get_tenant(TENANT)
+    saved = (
+        msgspec.json.decode(path.read_bytes(), type=DemoCredentials)
+        if tenant is not None and path.is_file()
+        else None
+    )
+    if tenant is None:
+        tenant = await registry.create_tenant(TENANT, "Demo")
+    if saved is None:
+        _, admin_key = await registry.create_api_key(tenant.id, "demo admin", Role.ADMIN)
+        saved = DemoCredentials(admin_key=admin_key, tokens={})
+    types = {t.name for t in await store.list_device_types(tenant.id)}
+    for name, spec in fleet.types.items():
+        if name not in types:
+            await registry.create_device_type(
+                tenant.id,
+                name,
+                list(spec.keys),
+                strict=spec.strict,
+                report_interval_s=spec.report_interval_s,
+            )
+    pks: dict[str, int] = {}
+    for device in fleet.devices:
+        try:
+            pks[device.id] = (await store.get_device(device.id, tenant_id=tenant.id)).pk
+            if device.id not in saved.tokens:
+                saved.tokens[device.id] = await registry.rotate_token(tenant.id, device.id)
+        except NotFoundError:
+            created, token = await registry.create_device(
+                tenant.id,
+                type_name=device.type,
+                name=device.name,
+                device_id=device.id,
+                labels=dict(device.labels),
+            )
+            pks[device.id] = created.pk
+            saved.tokens[device.id] = token
+    for name, members in fleet.groups.items():
+        try:
+            group = await store.get_group(tenant.id, name)
+        except NotFoundError:
+            group = await store.create_group(tenant.id, name)
+        await store.set_group_members(group.id, add=[pks[d] for d in members])
+    for asset in fleet.assets:
+        try:
+            await store.get_asset(tenant.id, asset.name)
+        except NotFoundError:
+            made = await store.create_asset(
+                tenant.id, asset.name, asset.kind, dict(asset.properties)
+            )
+            for device_id in asset.devices:
+                await store.assign_device(made.id, pks[device_id], now_ms())
+    await apply_rule_file(store, demo_rules(), source="demo-rules.yaml")
+    _save(path, saved)
+    return saved
 
 
 def _save(path: Path, credentials: DemoCredentials) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(msgspec.to_builtins(credentials), indent=2))
     path.chmod(0o600)
-
-
-def model_for(device_id: str, rng: random.Random) -> DeviceModel:
-    """The physical model behind a demo device."""
-    type_name = dict(DEVICES)[device_id]
-    if type_name == "meter":
-        return Meter(rng)
-    if type_name == "environment":
-        return EnvironmentSensor(rng)
-    return TankLevel(rng)

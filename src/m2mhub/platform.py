@@ -32,6 +32,7 @@ from m2mhub.commands.service import CommandService
 from m2mhub.config import Settings
 from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.embedded import EmbeddedBroker
+from m2mhub.connect.mqtt.topics import INBOUND
 from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport, embedded_address
 from m2mhub.core.timeutil import now_ms
 from m2mhub.ingest.batching import BatchWriter, store_stage
@@ -149,6 +150,8 @@ class Platform:
         client_id = settings.mqtt_client_id or f"m2mhub-{socket.gethostname()}"
         self.mqtt = MqttTransport(self, address, client_id=client_id)
         await self.mqtt.start()
+        if self.broker is not None:
+            await self.broker.open_to_devices(INBOUND)
         self.commands.publisher = self.mqtt.publish
 
     async def _stop_mqtt(self) -> None:

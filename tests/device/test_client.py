@@ -111,6 +111,27 @@ async def test_an_unknown_method_fails_the_command(hub: Hub) -> None:
     assert done["error"] == "unknown method 'self_destruct'; this device handles: ping"
 
 
+async def test_a_oneway_command_runs_and_is_not_answered(hub: Hub) -> None:
+    await hub.device("d1")
+    device = hub.sdk("d1")
+    ran: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    device.command("blink")(lambda params: ran.put_nowait(params))
+    async with device:
+        await asyncio.wait_for(device.wait_connected(), DEADLINE_S)
+        response = await hub.client.post(
+            "/api/v1/devices/d1/commands",
+            json={"method": "blink", "params": {"times": 3}, "oneway": True, "wait_s": DEADLINE_S},
+            headers=hub.admin,
+        )
+        assert response.json()["status"] == "delivered", response.text
+        assert await asyncio.wait_for(ran.get(), DEADLINE_S) == {"times": 3}
+        # A two-way command after it: once that is answered, an answer to the one-way
+        # command would have come too.
+        assert (await command(hub, "d1", "blink", {}))["status"] == "succeeded"
+        assert hub.platform.mqtt is not None
+        assert hub.platform.mqtt.rejected == 0  # no late answer to the one-way command
+
+
 async def test_the_desired_state_is_applied_and_reported(hub: Hub) -> None:
     await hub.device("d1")
 

@@ -53,17 +53,28 @@ class Hub(Api):
         await self.platform.rules.tick()
 
 
-def settings_for(tmp_path: Path) -> Settings:
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     # A tick every hour: tests drive the timer themselves with Hub.tick.
-    return Settings(data_dir=tmp_path, roles="api,rules", rules_tick_s=3600, rules_reload_s=3600)
+    return Settings(
+        **{
+            "data_dir": tmp_path,
+            "roles": "api,rules",
+            "rules_tick_s": 3600,
+            "rules_reload_s": 3600,
+            **overrides,
+        }
+    )
 
 
 @asynccontextmanager
 async def open_hub(
-    store: Store, tmp_path: Path, clock: Clock, *, first: bool = True
+    store: Store, tmp_path: Path, clock: Clock, *, first: bool = True, **overrides: Any
 ) -> AsyncIterator[Hub]:
-    """A platform with the rules role on ``store``; ``first`` creates the tenant and key."""
-    settings = settings_for(tmp_path)
+    """A platform with the rules role on ``store``; ``first`` creates the tenant and key.
+
+    ``overrides`` are settings, e.g. ``roles="api,rules,scheduler"`` to send webhooks.
+    """
+    settings = settings_for(tmp_path, **overrides)
     async with Platform(settings, store=store) as platform:
         platform.rules.clock = clock
         app = create_app(settings, platform=platform)

@@ -127,4 +127,11 @@ def test_cli_apply_and_list(tmp_path: Path) -> None:
     rules.write_text(RULES_YAML.replace("below: 10", "below: ten"))
     error = fails("rules", "apply", str(rules), env=env)
     assert "rules[0].condition.threshold.below" in error
+    # --prune deletes what the file no longer names; without it, nothing is deleted.
+    rules.write_text(RULES_YAML.split("  - name: hot")[0])
+    assert "deleted" not in ok("rules", "apply", str(rules), env=env)
+    pruned = ok("rules", "apply", str(rules), "--prune", env=env)
+    assert "replaced rule tank-low" in pruned and "deleted rule hot" in pruned
+    listed = ok("rules", "list", env=env)
+    assert "tank-low" in listed and "hot" not in listed
     assert "rule" in ok("alarms", "list", "--status", "active", env=env)

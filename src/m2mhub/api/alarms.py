@@ -102,6 +102,7 @@ async def list_alarms(
     ] = None,
     device: Annotated[str | None, Query(description="Only this device's alarms.")] = None,
     rule: Annotated[str | None, Query(description="Only alarms of this rule.")] = None,
+    type: Annotated[str | None, Query(description="Only alarms of this type.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> AlarmPage:
@@ -115,6 +116,7 @@ async def list_alarms(
         severity=_choices(severity, SEVERITIES, "severity"),
         device_pk=device_pk,
         rule_name=rule,
+        alarm_type=type,
         before_id=decode_cursor(cursor, int) if cursor else None,
         limit=limit,
     )

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from m2mhub.api.deps import Admin, Operator, PlatformDep, Viewer
 from m2mhub.core.errors import ConflictError, NotFoundError, UnavailableError
+from m2mhub.core.timeutil import now_ms, parse_time
 from m2mhub.platform import Platform
 from m2mhub.registry.service import Principal
 from m2mhub.rules.conditions import decode_state
 from m2mhub.rules.engine import ALL_RULES
 from m2mhub.rules.model import Rule
+from m2mhub.rules.replay import replay
 from m2mhub.rules.service import rule_of, save_rule
 from m2mhub.store.models import StoredRule
 
@@ -26,7 +29,10 @@ class RuleOut(BaseModel):
     source: str = Field(description="api or file (applied from a rules file)")
     created: int
     updated: int
-    rule: dict[str, Any] = Field(description="The definition, as in a rules file.")
+    rule: dict[str, Any] = Field(
+        description="The definition, as in a rules file, with webhook secrets and the "
+        "passwords of notification URLs hidden."
+    )
 
 
 class RuleDeviceState(BaseModel):
@@ -57,7 +63,7 @@ def rule_out(stored: StoredRule) -> RuleOut:
         source=stored.source,
         created=stored.created_ms,
         updated=stored.updated_ms,
-        rule=rule_of(stored).to_data(),
+        rule=rule_of(stored).to_data(redact=True),
     )
 
 
@@ -87,6 +93,55 @@ async def create_rule(body: Rule, who: Admin, platform: PlatformDep) -> RuleOut:
     await save_rule(platform.store, who.tenant_id, body, source="api")
     await _changed(platform, who, "rule.create", f"rule:{body.name}")
     return rule_out(await platform.store.get_rule(who.tenant_id, body.name))
+
+
+class RuleTest(BaseModel):
+    """Rules to try on stored data, and the time range to replay."""
+
+    rules: list[Rule] = Field(min_length=1, max_length=100)
+    from_: str | int = Field("-24h", alias="from", description="As in history queries.")
+    to: str | int = "now"
+    device: str | None = Field(None, description="Only this device of the rules' scopes.")
+
+
+class WouldFireOut(BaseModel):
+    ts: int
+    event: str = Field(description="raised or cleared")
+    trigger: str = Field(description="reading, timer or presence")
+    values: dict[str, Any]
+    actions: list[str] = Field(description="What would have run, in words.")
+
+
+class DeviceReplayOut(BaseModel):
+    rule: str
+    device: str
+    evaluated: int = Field(description="Readings (or presence changes) evaluated.")
+    active: bool = Field(description="On at the end of the range.")
+    fired: list[WouldFireOut]
+
+
+class RuleTestOut(BaseModel):
+    from_: int = Field(alias="from")
+    to: int
+    devices: list[DeviceReplayOut]
+    notes: list[str]
+
+
+@router.post("/rules/test", response_model=RuleTestOut, response_model_by_alias=True)
+async def test_rules(body: RuleTest, who: Viewer, platform: PlatformDep) -> dict[str, Any]:
+    """Replay stored data through rules (not saved) and report what they would have done.
+
+    A dry run: nothing is written, no action runs. See docs/rules.md for its limits.
+    """
+    now = now_ms()
+    start = parse_time(str(body.from_), field="from", now=now)
+    end = parse_time(str(body.to), field="to", now=now + 1)
+    report = await replay(
+        platform.store, who.tenant_id, body.rules, start=start, end=end, device=body.device
+    )
+    data: dict[str, Any] = msgspec.to_builtins(report)
+    data["from"], data["to"] = data.pop("start"), data.pop("end")
+    return data
 
 
 @router.get("/rules/{name}", response_model=RuleOut)

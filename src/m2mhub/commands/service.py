@@ -149,7 +149,12 @@ class CommandService:
         if not await self.store.mark_sent(command.id, oneway=command.oneway, at_ms=now):
             return  # another process (or an HTTP poll) took it
         payload = msgspec.json.encode(
-            {"id": command.id, "method": command.method, "params": command.params}
+            {
+                "id": command.id,
+                "method": command.method,
+                "params": command.params,
+                "oneway": command.oneway,
+            }
         )
         try:
             await self.publisher(command_topic(device_id, command.id), payload, False)

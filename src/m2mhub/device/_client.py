@@ -462,7 +462,8 @@ class DeviceClient:
 
     async def _answer(self, command_id: str, payload: bytes) -> None:
         answer = await self._commands.answer(payload)
-        await self._publish(self.topics.result(command_id), answer)
+        if answer is not None:
+            await self._publish(self.topics.result(command_id), answer)
 
     def _take_desired(self, payload: bytes) -> None:
         try:

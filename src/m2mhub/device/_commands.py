@@ -1,7 +1,8 @@
 """Commands: the handlers a device registers, and the answer each command gets.
 
-The platform publishes ``{"id", "method", "params"}`` to ``m2m/{device}/commands/{id}``
-and takes ``{"status", "result", "error"}`` on ``.../commands/{id}/result``.
+The platform publishes ``{"id", "method", "params", "oneway"}`` to
+``m2m/{device}/commands/{id}`` and takes ``{"status", "result", "error"}`` on
+``.../commands/{id}/result``; a one-way command gets no answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Command(msgspec.Struct, frozen=True):
     id: str
     method: str
     params: dict[str, Any] = {}
+    oneway: bool = False
 
 
 class CommandRouter:
@@ -39,12 +41,20 @@ class CommandRouter:
     def add(self, method: str, handler: CommandHandler) -> None:
         self.handlers[method] = handler
 
-    async def answer(self, payload: bytes) -> bytes:
-        """Run the command in ``payload``; the JSON answer for its result topic."""
+    async def answer(self, payload: bytes) -> bytes | None:
+        """Run the command in ``payload``; the JSON answer for its result topic.
+
+        None for a one-way command: the platform counts it done once delivered,
+        and an answer would come too late.
+        """
         try:
             command = msgspec.json.decode(payload, type=Command)
         except msgspec.DecodeError as exc:  # ValidationError included
             return _failed(f"malformed command: {exc}")
+        answer = await self._run(command)
+        return None if command.oneway else answer
+
+    async def _run(self, command: Command) -> bytes:
         handler = self.handlers.get(command.method)
         if handler is None:
             known = ", ".join(sorted(self.handlers)) or "none"

@@ -154,6 +154,17 @@ class CompiledCondition:
             return self._settle(state, new, silent, now, {"silent_ms": now - new.seen})
         return self._settle(state, new, new.raw, now, {}, ticking=True)
 
+    def due(self, state: RuleState) -> int | None:
+        """The next instant at which time alone changes ``state`` (:meth:`on_tick` then does
+        something), or None. ``rules test`` ticks exactly there instead of every second."""
+        if self.no_data_ms is not None:
+            return state.seen + self.no_data_ms if state.seen is not None else None
+        if self.count is not None:
+            return min(state.edges) + self.count[1] if state.edges else None
+        if self.for_ms is not None and state.raw and not state.active and state.since is not None:
+            return state.since + self.for_ms
+        return None
+
     # -- internals --------------------------------------------------------------------
 
     def _test(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from m2mhub.actions.notify import is_url, mask_url
 from m2mhub.audit.log import AuditLog, error_result
 from m2mhub.bus import Event, PresenceChanged, ReadingsStored, Subscription
 from m2mhub.core.errors import M2MHubError, NotFoundError
@@ -41,9 +42,10 @@ from m2mhub.rules.conditions import (
     encode_state,
 )
 from m2mhub.rules.expr import SELF, EvaluationError, Expression, MissingValue, parse
-from m2mhub.rules.model import Action, Rule, duration_ms
-from m2mhub.rules.service import apply_rule_file, rule_of
-from m2mhub.store.models import Device, StoredRule
+from m2mhub.rules.firing import FiredAlarm, Firing
+from m2mhub.rules.model import Action, NotifyAction, Rule, WebhookAction, duration_ms
+from m2mhub.rules.service import alias_devices, apply_rule_file, rule_of, scope_devices
+from m2mhub.store.models import Alarm, Device, StoredRule
 
 if TYPE_CHECKING:
     from m2mhub.platform import Platform
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 RESOLVE_S: Final = 30.0
 ALL_RULES: Final = 0  # rule_id of a pause that puts a device in manual mode for every rule
+#: Actions that a pause (manual mode) holds back; alarms, webhooks and notifications go on.
+DEVICE_ACTIONS: Final = frozenset({"command", "desired"})
 
 
 class TraceEntry(msgspec.Struct, frozen=True):
@@ -229,30 +233,12 @@ class RulesEngine:
             self._loaded_at = time.monotonic()
 
     async def _resolve(self, item: LoadedRule) -> None:
-        store, tenant_id, scope = self.store, item.stored.tenant_id, item.rule.scope
-        pks: list[int] = []
+        tenant_id = item.stored.tenant_id
         try:
-            if scope.device is not None:
-                pks = [(await store.get_device(scope.device, tenant_id=tenant_id)).pk]
-            elif scope.type is not None:
-                device_type = await store.get_device_type(tenant_id, name=scope.type)
-                pks = [
-                    d.pk
-                    for d in await store.list_devices(
-                        tenant_id, type_id=device_type.id, limit=1_000_000
-                    )
-                ]
-            elif scope.group is not None:
-                group = await store.get_group(tenant_id, scope.group)
-                pks = await store.device_pks(tenant_id, group_id=group.id)
-            elif scope.asset is not None:
-                asset = await store.get_asset(tenant_id, scope.asset)
-                pks = [a.device_pk for a in await store.assignments(asset.id) if a.to_ms is None]
-            for alias, device_id in item.rule.devices.items():
-                item.aliases[alias] = await store.get_device(device_id, tenant_id=tenant_id)
+            item.targets = await scope_devices(self.store, tenant_id, item.rule.scope)
+            item.aliases = await alias_devices(self.store, tenant_id, item.rule)
         except NotFoundError as exc:
             log.warning("rule %s: %s; it watches no device", item.rule.name, exc.message)
-        item.targets = await store.devices_by_pk(pks) if pks else {}
 
     def trace(self, rule_id: int) -> list[TraceEntry]:
         """The rule's recent evaluations, newest first."""
@@ -413,9 +399,10 @@ class RulesEngine:
         rule = item.rule
         paused = (item.id, device.pk) in self._paused
         alarm = rule.alarm
+        fired: Alarm | None = None
         if step.transition == "raise":
             if alarm is not None:
-                raised, created = await self.platform.alarms.raise_alarm(
+                fired, created = await self.platform.alarms.raise_alarm(
                     tenant_id=device.tenant_id,
                     rule_id=item.id,
                     rule_name=rule.name,
@@ -427,27 +414,84 @@ class RulesEngine:
                     details=step.inputs,
                     actor=item.actor,
                 )
-                state = msgspec.structs.replace(state, alarm_id=raised.id)
-                done.append(f"alarm {raised.id} {'raised' if created else 'repeated'}")
+                state = msgspec.structs.replace(state, alarm_id=fired.id)
+                done.append(f"alarm {fired.id} {'raised' if created else 'repeated'}")
             actions = [a for a in rule.actions if a.alarm is None]
         else:
             if alarm is not None and alarm.clear:
-                cleared = await self.platform.alarms.clear_for(item.id, device.pk, actor=item.actor)
-                if cleared is not None:
-                    done.append(f"alarm {cleared.id} cleared")
+                fired = await self.platform.alarms.clear_for(item.id, device.pk, actor=item.actor)
+                if fired is not None:
+                    done.append(f"alarm {fired.id} cleared")
                 state = msgspec.structs.replace(state, alarm_id=None)
             actions = [a for a in rule.clear_actions if a.alarm is None]
+        firing = Firing(
+            rule,
+            device.id,
+            device.name,
+            "raised" if step.transition == "raise" else "cleared",
+            at,
+            how,
+            step.inputs,
+            _fired_alarm(fired),
+        )
         for action in actions:
-            if paused:
-                done.append(f"{_kind(action)}: skipped, rule paused for {device.id}")
+            if paused and action.kind in DEVICE_ACTIONS:
+                done.append(f"{action.kind}: skipped, rule paused for {device.id}")
                 continue
-            done.append(await self._run(item, device, action))
+            if action.webhook is not None:
+                done.append(await self._webhook(item, device, action.webhook, firing))
+            elif action.notify is not None:
+                done.append(await self._notify(item, device, action.notify, firing))
+            else:
+                done.append(await self._run(item, device, action))
         self._trace(item, device, at, how, state, step, actions=done)
         return state
 
+    async def _webhook(
+        self, item: LoadedRule, device: Device, action: WebhookAction, firing: Firing
+    ) -> str:
+        """Queue the rule's webhook in the outbox; returns what happened, for the trace."""
+        details: dict[str, Any] = {"url": action.url, "event": firing.event}
+        try:
+            delivery = await self.platform.webhooks.enqueue(
+                tenant_id=device.tenant_id,
+                source=item.actor,
+                url=action.url,
+                payload=firing.payload(),
+                secret=action.secret,
+                headers=dict(action.headers),
+            )
+        except M2MHubError as exc:
+            await self._record(item, device, "rule.webhook", details, error_result(exc))
+            return f"webhook failed: {exc.message}"
+        await self._record(item, device, "rule.webhook", details | {"delivery": delivery}, "ok")
+        return f"webhook {delivery} queued for {action.url}"
+
+    async def _notify(
+        self, item: LoadedRule, device: Device, action: NotifyAction, firing: Firing
+    ) -> str:
+        """Queue the rule's notification; returns what happened, for the trace."""
+        recipients = [mask_url(r) if is_url(r) else r for r in action.recipients]
+        details: dict[str, Any] = {"recipients": recipients, "event": firing.event}
+        try:
+            deliveries = await self.platform.notifier.notify(
+                tenant_id=device.tenant_id,
+                source=item.actor,
+                recipients=action.recipients,
+                title=firing.title(action),
+                body=firing.body(action),
+                severity=firing.severity(action),
+                quiet_hours=action.quiet_hours.to_quiet_hours() if action.quiet_hours else None,
+            )
+        except M2MHubError as exc:
+            await self._record(item, device, "rule.notify", details, error_result(exc))
+            return f"notify failed: {exc.message}"
+        await self._record(item, device, "rule.notify", details | {"deliveries": deliveries}, "ok")
+        return f"notify queued for {', '.join(recipients)} ({len(deliveries)} deliveries)"
+
     async def _run(self, item: LoadedRule, device: Device, action: Action) -> str:
         """Run one command or desired-state action; returns what happened, for the trace."""
-        platform, kind = self.platform, _kind(action)
+        platform, kind = self.platform, action.kind
         target = action.command or action.desired
         assert target is not None
         try:
@@ -579,8 +623,10 @@ class RulesEngine:
             log.exception("rules: could not write the audit log")
 
 
-def _kind(action: Action) -> str:
-    return "command" if action.command is not None else "desired"
+def _fired_alarm(alarm: Alarm | None) -> FiredAlarm | None:
+    if alarm is None:
+        return None
+    return FiredAlarm(alarm.id, alarm.severity, alarm.type, alarm.message, alarm.status)
 
 
 __all__ = ["RulesEngine", "TraceEntry"]

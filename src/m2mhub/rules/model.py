@@ -20,13 +20,19 @@ from pydantic import (
     model_validator,
 )
 
+from m2mhub.actions.notify import is_url, mask_url
+from m2mhub.actions.quiet_hours import QuietHours
+from m2mhub.actions.webhook import check_headers, check_url
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import parse_duration
 from m2mhub.rules.expr import ExpressionError, parse
+from m2mhub.rules.template import check_template
 
 RULE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEVERITIES: Final = ("critical", "major", "minor", "warning", "info")
 DEFAULT_TENANT: Final = "default"
+#: What a secret looks like when a rule is shown (API, CLI).
+HIDDEN: Final = "********"
 
 
 class RuleError(PayloadError):
@@ -53,8 +59,23 @@ def _expression(text: str) -> str:
     return text
 
 
+def _webhook_url(url: str) -> str:
+    try:
+        return check_url(url)
+    except PayloadError as exc:
+        raise ValueError(exc.message.removeprefix("url: ")) from None
+
+
+def _webhook_headers(headers: dict[str, str]) -> dict[str, str]:
+    try:
+        return check_headers(headers)
+    except PayloadError as exc:
+        raise ValueError(exc.message.removeprefix("headers: ")) from None
+
+
 Duration = Annotated[str, AfterValidator(_duration)]
 ExpressionText = Annotated[str, AfterValidator(_expression)]
+Template = Annotated[str, AfterValidator(check_template)]
 
 
 class _Data(BaseModel):
@@ -224,17 +245,69 @@ class DesiredAction(_Target):
     set: dict[str, Any]
 
 
+class WebhookAction(_Data):
+    """POST the transition as JSON to ``url`` (through the outbox), signed with ``secret``."""
+
+    url: Annotated[str, AfterValidator(_webhook_url)]
+    secret: str | None = Field(None, min_length=1, description="HMAC-SHA256 key for the signature.")
+    headers: Annotated[dict[str, str], AfterValidator(_webhook_headers)] = {}
+
+
+class RuleQuietHours(_Data):
+    """A rule's own quiet hours (instead of the tenant's); see docs/automation.md."""
+
+    start: str
+    end: str
+    timezone: str = "UTC"
+    min_severity: Literal["critical", "major", "minor", "warning", "info"] = "critical"
+
+    @model_validator(mode="after")
+    def _valid(self) -> RuleQuietHours:
+        try:
+            self.to_quiet_hours()
+        except PayloadError as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+    def to_quiet_hours(self) -> QuietHours:
+        return QuietHours(self.start, self.end, self.timezone, self.min_severity)
+
+
+class NotifyAction(_Data):
+    """Send a notification (Apprise URLs or named recipients) with templated title and body."""
+
+    recipients: list[str] = Field(min_length=1, max_length=50)
+    title: Template = Field("{rule} {event} on {device}", max_length=250)
+    body: Template = Field("{values} at {time}", min_length=1, max_length=32_768)
+    severity: Literal["critical", "major", "minor", "warning", "info"] | None = Field(
+        None, description="The rule's alarm severity by default, else info."
+    )
+    quiet_hours: RuleQuietHours | None = Field(
+        None, description="This rule's quiet hours instead of the tenant's."
+    )
+
+
+ACTION_KINDS: Final = ("alarm", "command", "desired", "webhook", "notify")
+
+
 class Action(_Data):
-    """One of: alarm, command, desired."""
+    """One of: alarm, command, desired, webhook, notify."""
 
     alarm: AlarmAction | None = None
     command: CommandAction | None = None
     desired: DesiredAction | None = None
+    webhook: WebhookAction | None = None
+    notify: NotifyAction | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Action:
-        _only_one(self, ("alarm", "command", "desired"), "action")
+        _only_one(self, ACTION_KINDS, "action")
         return self
+
+    @property
+    def kind(self) -> str:
+        """Which of :data:`ACTION_KINDS` this action is."""
+        return next(k for k in ACTION_KINDS if getattr(self, k) is not None)
 
 
 class Rule(_Data):
@@ -279,12 +352,33 @@ class Rule(_Data):
         """The rule's alarm action, if it has one."""
         return next((a.alarm for a in self.actions if a.alarm is not None), None)
 
-    def to_data(self) -> dict[str, Any]:
-        """The rule as plain data (what a rule file holds)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True) | {
+    def to_data(self, *, redact: bool = False) -> dict[str, Any]:
+        """The rule as plain data (what a rule file holds).
+
+        ``redact`` hides webhook secrets and header values, and the passwords and
+        tokens in notification URLs, for showing the rule to people.
+        """
+        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True) | {
             "name": self.name,
             "scope": self.scope.model_dump(exclude_none=True),
         }
+        if redact:
+            for action in data.get("actions", []) + data.get("clear_actions", []):
+                _redact(action)
+        return data
+
+
+def _redact(action: dict[str, Any]) -> None:
+    if "webhook" in action:
+        webhook = action["webhook"]
+        if "secret" in webhook:
+            webhook["secret"] = HIDDEN
+        webhook["headers"] = {k: HIDDEN for k in webhook.get("headers", {})}
+        if not webhook["headers"]:
+            del webhook["headers"]
+    if "notify" in action:
+        notify = action["notify"]
+        notify["recipients"] = [mask_url(r) if is_url(r) else r for r in notify["recipients"]]
 
 
 class RuleFile(_Data):
@@ -349,6 +443,7 @@ def duration_ms(text: str) -> int:
 
 
 __all__ = [
+    "ACTION_KINDS",
     "SEVERITIES",
     "Action",
     "AlarmAction",
@@ -356,10 +451,12 @@ __all__ = [
     "Condition",
     "DesiredAction",
     "Geofence",
+    "NotifyAction",
     "Rule",
     "RuleError",
     "RuleFile",
     "Scope",
+    "WebhookAction",
     "duration_ms",
     "parse_rule",
     "parse_rule_file",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from m2mhub.rules.model import Rule, RuleError, RuleFile, parse_rule, parse_rule_file
+from m2mhub.rules.model import Rule, RuleError, RuleFile, Scope, parse_rule, parse_rule_file
 from m2mhub.store.base import Store
-from m2mhub.store.models import StoredRule
+from m2mhub.store.models import Device, StoredRule
 
 
 def rule_of(stored: StoredRule) -> Rule:
@@ -43,4 +43,48 @@ async def apply_rule_file(
     return parsed, applied
 
 
-__all__ = ["apply_rule_file", "rule_of", "save_rule"]
+async def prune_rules(store: Store, tenant_id: int, keep: set[str]) -> list[str]:
+    """Delete the tenant's rules whose names are not in ``keep`` (with their state and
+    pauses; their alarms stay); returns their names."""
+    deleted = []
+    for stored in await store.list_rules(tenant_id):
+        if stored.name not in keep:
+            await store.delete_rule(tenant_id, stored.name)
+            deleted.append(stored.name)
+    return deleted
+
+
+async def scope_devices(store: Store, tenant_id: int, scope: Scope) -> dict[int, Device]:
+    """The devices a scope names now, by pk; :class:`NotFoundError` for an unknown name."""
+    pks: list[int] = []
+    if scope.device is not None:
+        pks = [(await store.get_device(scope.device, tenant_id=tenant_id)).pk]
+    elif scope.type is not None:
+        device_type = await store.get_device_type(tenant_id, name=scope.type)
+        devices = await store.list_devices(tenant_id, type_id=device_type.id, limit=1_000_000)
+        pks = [d.pk for d in devices]
+    elif scope.group is not None:
+        group = await store.get_group(tenant_id, scope.group)
+        pks = await store.device_pks(tenant_id, group_id=group.id)
+    elif scope.asset is not None:
+        asset = await store.get_asset(tenant_id, scope.asset)
+        pks = [a.device_pk for a in await store.assignments(asset.id) if a.to_ms is None]
+    return await store.devices_by_pk(pks) if pks else {}
+
+
+async def alias_devices(store: Store, tenant_id: int, rule: Rule) -> dict[str, Device]:
+    """The devices of a rule's ``devices`` aliases; :class:`NotFoundError` for an unknown id."""
+    return {
+        alias: await store.get_device(device_id, tenant_id=tenant_id)
+        for alias, device_id in rule.devices.items()
+    }
+
+
+__all__ = [
+    "alias_devices",
+    "apply_rule_file",
+    "prune_rules",
+    "rule_of",
+    "save_rule",
+    "scope_devices",
+]

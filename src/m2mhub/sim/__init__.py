@@ -3,7 +3,8 @@
 Each model family has its module (``meters``, ``vehicles``, ``trackers``,
 ``machines``, ``wearables``, ``stock``, ``tank``); ``fleet`` reads the fleet
 description and builds the models; ``clock`` runs device time faster than the
-wall clock and backfills history. ``http_fleet`` posts readings over HTTP.
+wall clock and backfills history; ``runner`` runs a fleet against m2mhub over MQTT
+through the device SDK.
 """
 
 from m2mhub.sim.base import AnyModel, SimModel, device_rng
@@ -20,10 +21,9 @@ from m2mhub.sim.fleet import (
     load_fleet,
     parse_fleet,
 )
-from m2mhub.sim.http_fleet import HttpFleet, SimDevice
 from m2mhub.sim.machines import Machine, MachineParams
 from m2mhub.sim.meters import ElectricityMeter, MeterParams
-from m2mhub.sim.models import DeviceModel, EnvironmentSensor, Meter, TankLevel
+from m2mhub.sim.runner import FleetRunner, LiveClock
 from m2mhub.sim.stock import StockBin, StockParams
 from m2mhub.sim.tank import Pump, PumpParams, Tank, TankParams
 from m2mhub.sim.trackers import AssetTracker, TrackerParams
@@ -34,28 +34,24 @@ __all__ = [
     "MODELS",
     "AnyModel",
     "AssetTracker",
-    "DeviceModel",
     "ElectricityMeter",
-    "EnvironmentSensor",
     "Fleet",
     "FleetAsset",
     "FleetDevice",
     "FleetError",
+    "FleetRunner",
     "FleetType",
-    "HttpFleet",
+    "LiveClock",
     "Machine",
     "MachineParams",
-    "Meter",
     "MeterParams",
     "Pump",
     "PumpParams",
     "SimClock",
-    "SimDevice",
     "SimModel",
     "StockBin",
     "StockParams",
     "Tank",
-    "TankLevel",
     "TankParams",
     "TrackerParams",
     "Vehicle",

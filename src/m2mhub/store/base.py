@@ -1380,6 +1380,7 @@ class Store(abc.ABC):
         severity: Sequence[str] = (),
         device_pk: int | None = None,
         rule_name: str | None = None,
+        alarm_type: str | None = None,
         before_id: int | None = None,
         limit: int = 100,
     ) -> list[Alarm]:
@@ -1396,6 +1397,9 @@ class Store(abc.ABC):
         if rule_name is not None:
             where.append("rule_name = ?")
             params.append(rule_name)
+        if alarm_type is not None:
+            where.append("type = ?")
+            params.append(alarm_type)
         if before_id is not None:
             where.append("id < ?")
             params.append(before_id)

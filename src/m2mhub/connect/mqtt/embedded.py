@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,12 +44,19 @@ class _Gate:
         self.registry = registry
         self.service_user = service_user
         self.service_secret = service_secret
+        # Devices wait until the platform's subscriber listens: amqtt keeps no messages
+        # for a subscriber that is not there yet, so a reading acknowledged before then
+        # would be lost. A refused device retries, as after any refusal.
+        self.is_open = False
 
     async def admits(self, username: str | None, password: str | None) -> bool:
         if not username or password is None:
             return False
         if username == self.service_user:
             return hmac.compare_digest(password, self.service_secret)
+        if not self.is_open:
+            log.info("MQTT connection of %r refused: the platform is still starting", username)
+            return False
         try:
             await self.registry.authenticate_device(username, password)
         except AuthError:
@@ -103,16 +111,39 @@ class DeviceTopicPlugin(BaseTopicPlugin):
         return allowed
 
 
+class Subscriptions(dict[str, list[tuple[Session, int]]]):
+    """amqtt's table of subscriptions (filter -> [(session, qos)]), iterated over copies.
+
+    amqtt 0.12 walks this table with awaits inside the loop (routing a message,
+    sending retained messages on connect); a client subscribing meanwhile changed
+    its size, and the routing of that message ended with "dictionary changed size
+    during iteration": a message already acknowledged to its publisher was lost for
+    every subscriber after that point (found when 23 devices connected at once).
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().__iter__()))
+
+    def items(self) -> list[tuple[str, list[tuple[Session, int]]]]:  # type: ignore[override]
+        return [(topic, list(subscribers)) for topic, subscribers in super().items()]
+
+
 class _Broker(Broker):
     """amqtt's broker, made to keep the QoS 1 messages it has acknowledged.
 
     amqtt 0.12 acknowledges a QoS 1 PUBLISH as soon as it queues it for
     delivery, then drops whatever is still queued when the publisher
     disconnects: a device that publishes a burst and hangs up loses the tail.
-    After the client's loop ends, deliver what is left.
+    After the client's loop ends, deliver what is left. Its subscriptions are
+    iterated over copies (:class:`Subscriptions`).
     """
 
     gate: _Gate | None = None
+    _subscriptions: dict[str, list[tuple[Session, int]]]
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._subscriptions = Subscriptions(self._subscriptions)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
@@ -173,6 +204,27 @@ class EmbeddedBroker:
         self._broker.gate = self._gate
         await self._broker.start()
         log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
+
+    async def open_to_devices(self, filters: tuple[str, ...], *, timeout_s: float = 10) -> None:
+        """Let devices connect, once the platform's subscriber holds every filter."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self._has_subscribed(filters):
+            if loop.time() > deadline:
+                raise M2MHubError(
+                    "the platform's MQTT subscriber did not subscribe to the embedded broker "
+                    f"within {timeout_s:g} s"
+                )
+            await asyncio.sleep(0.01)
+        self._gate.is_open = True
+
+    def _has_subscribed(self, filters: tuple[str, ...]) -> bool:
+        assert self._broker is not None
+        subscriptions = self._broker._subscriptions
+        return all(
+            any(session.username == self.service_user for session, _ in subscriptions.get(f, []))
+            for f in filters
+        )
 
     async def stop(self) -> None:
         if self._broker is not None:
