@@ -34,6 +34,7 @@ URL_LINE = re.compile(r"running at\s+(http://\S+)")
 ADMIN_KEY_LINE = re.compile(r"admin API key:\s*(m2k_[0-9a-f]+_[A-Za-z0-9_-]+)")
 DEVICE_TOKEN_LINE = re.compile(r"device\s+(\S+)\s+token:\s*(m2d_[A-Za-z0-9_-]+)")
 BANNER_END = "Ctrl-C stops."
+CONSOLE_LINE = re.compile(r"console:\s*\S+\s+user\s+(\S+)\s+password\s+(\S+)")
 
 
 class Demo:
@@ -153,6 +154,23 @@ def test_demo_serves_its_fleet_stops_by_itself_and_resumes(tmp_path: Path) -> No
             assert posted.status_code == 200, posted.text
             first_run = client.get(f"/api/v1/devices/{device_id}/latest").json()
             assert first_run["values"]["temperature_c"]["value"] == 22.5
+            # The console account the banner names signs in.
+            console = CONSOLE_LINE.search(demo.stdout)
+            assert console, demo.output()
+            with httpx.Client(base_url=url, timeout=10) as browser:
+                form = browser.get("/console/login")
+                login_token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+                assert login_token, form.text
+                signed_in = browser.post(
+                    "/console/login",
+                    data={
+                        "email": console.group(1),
+                        "password": console.group(2),
+                        "login_token": login_token.group(1),
+                    },
+                )
+                assert signed_in.status_code in (200, 303), signed_in.text
+                assert browser.get("/api/v1/devices/meter-001").status_code == 200
             status = client.get("/api/v1/status")
             assert status.status_code == 200, status.text
             counts = status.json()

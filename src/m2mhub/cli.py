@@ -281,6 +281,11 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
         f"MQTT broker: mqtt://{broker_host}:{broker_port} "
         "(username = device id, password = its token)"
     )
+    if credentials.console_password:
+        out.print(
+            f"console: [bold]{url}/console/[/bold]  user [bold]{demo_setup.CONSOLE_USER}[/bold] "
+            f"password [bold]{credentials.console_password}[/bold]"
+        )
     out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
     out.print(f"device [bold]{shown}[/bold] token: [bold]{token}[/bold]")
     pace = "real time" if run.speed == 1 else f"{run.speed:g}x until it catches up with the clock"

@@ -136,6 +136,16 @@ class Settings(BaseSettings):
     rules_trace_size: int = Field(
         100, ge=1, description="Recent evaluations each rule keeps for /rules/{name}/trace."
     )
+    # Web console.
+    session_secret: str = Field(
+        "",
+        description="Key that signs console sign-ins; empty: a random key kept in "
+        "data_dir/session-secret. Give every process behind one address the same key.",
+    )
+    session_max_age_s: int = Field(28_800, ge=60, description="How long a console sign-in lasts.")
+    stream_heartbeat_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments on event streams."
+    )
     log_level: str = "INFO"
 
     @classmethod

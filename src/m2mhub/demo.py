@@ -15,6 +15,7 @@ from typing import Final
 
 import msgspec
 
+from m2mhub.auth.secrets import new_password
 from m2mhub.core.errors import NotFoundError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
@@ -27,9 +28,14 @@ TENANT: Final = "demo"
 SHOWN_DEVICE: Final = "meter-001"
 
 
+#: The console account the demo makes (an admin of the demo tenant).
+CONSOLE_USER: Final = "demo@example.com"
+
+
 class DemoCredentials(msgspec.Struct):
     admin_key: str
     tokens: dict[str, str]  # device id -> token
+    console_password: str = ""  # of CONSOLE_USER
 
 
 def demo_rules() -> str:
@@ -56,6 +62,9 @@ async def prepare(platform: Platform, data_dir: Path, fleet: Fleet) -> DemoCrede
     if saved is None:
         _, admin_key = await registry.create_api_key(tenant.id, "demo admin", Role.ADMIN)
         saved = DemoCredentials(admin_key=admin_key, tokens={})
+    if await store.get_user(tenant.id, CONSOLE_USER) is None:
+        saved.console_password = new_password()
+        await registry.create_user(tenant.id, CONSOLE_USER, Role.ADMIN, saved.console_password)
     types = {t.name for t in await store.list_device_types(tenant.id)}
     for name, spec in fleet.types.items():
         if name not in types:

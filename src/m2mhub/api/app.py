@@ -19,6 +19,7 @@ from m2mhub import __version__
 from m2mhub.api import alarms as alarms_api
 from m2mhub.api import audit, commands, errors, ingest, notifications, registry, telemetry, webhooks
 from m2mhub.api import rules as rules_api
+from m2mhub.api import stream as stream_api
 from m2mhub.config import Settings
 from m2mhub.platform import Platform
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             # milliseconds to large responses (docs/performance.md).
             gc.freeze()
             yield
+            stream_api.streams_of(app).close()
 
     app = FastAPI(
         title="m2mhub",
@@ -97,6 +99,11 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         app.include_router(audit.router)
         app.include_router(rules_api.router)
         app.include_router(alarms_api.router)
+        app.include_router(stream_api.router)
+        # Imported here: the console's pages use the API's modules (api <-> web otherwise).
+        from m2mhub.web import install as install_console
+
+        install_console(app, settings, owned)
         # API docs from assets installed with the package: operators run closed networks.
         app.mount("/static/swagger-ui", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
 

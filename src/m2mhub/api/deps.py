@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 
 from m2mhub.api.errors import BodyTooLarge
 from m2mhub.auth.secrets import API_KEY_PREFIX
+from m2mhub.auth.sessions import session_principal
 from m2mhub.core.errors import AuthError
 from m2mhub.core.values import Role
 from m2mhub.platform import Platform
@@ -35,16 +36,21 @@ def bearer(authorization: str | None, x_api_key: str | None) -> str | None:
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates an API key and checks its role."""
+    """A dependency that authenticates an API key (or a console session) and checks its role."""
 
     async def dependency(
+        request: Request,
         platform: PlatformDep,
         authorization: Annotated[str | None, Header()] = None,
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> Principal:
         key = bearer(authorization, x_api_key)
         if not key:
-            raise AuthError("send an API key: Authorization: Bearer m2k_... or X-API-Key")
+            principal = await session_principal(request)
+            if principal is None:
+                raise AuthError("send an API key: Authorization: Bearer m2k_... or X-API-Key")
+            principal.require(role)
+            return principal
         if not key.startswith(API_KEY_PREFIX):
             raise AuthError("this endpoint needs an API key (m2k_...), not a device token")
         principal = await platform.registry.authenticate_key(key)

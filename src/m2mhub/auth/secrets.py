@@ -73,3 +73,10 @@ def password_matches(password: str, stored: str) -> bool:
         password.encode(), salt=bytes.fromhex(salt_hex), n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P
     )
     return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+def new_password() -> str:
+    """A random password to hand to a person (demo accounts): 16 letters and digits
+    in groups of four, about 80 bits."""
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"  # no l, o, 0, 1: easy to read and type
+    return "-".join("".join(secrets.choice(alphabet) for _ in range(4)) for _ in range(4))
