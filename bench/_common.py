@@ -8,9 +8,14 @@ server process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import getpass
+import glob
+import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -20,16 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HOUR_MS = 3_600_000
+T = TypeVar("T")
 
 
 def stop_cleanly_on_sigterm() -> None:
@@ -111,6 +117,73 @@ def pg_store_url(pg_url: str, schema: str) -> str:
     return f"{pg_url}{'&' if '?' in pg_url else '?'}schema={schema}"
 
 
+# -- the fleet -------------------------------------------------------------------------------
+
+
+async def prepare(
+    database_url: str, devices: int, values: int, *, broker: Mosquitto | None = None
+) -> tuple[list[tuple[str, int, str]], dict[str, int]]:
+    """Tenant, device type (keys ``v0``.. numbers) and devices with their own tokens.
+
+    With ``broker``, every device also gets its account at that Mosquitto, as
+    m2mhub creates it (dynamic security). Returns (id, pk, token) per device
+    and the key ids.
+    """
+    from m2mhub.connect.mqtt.dynsec import DynamicSecurity
+    from m2mhub.connect.mqtt.transport import BrokerAddress
+    from m2mhub.registry.service import Registry
+    from m2mhub.store import open_store
+    from m2mhub.store.models import KeySpec
+
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(database_url))
+        registry = Registry(store)
+        if broker is not None:
+            address = BrokerAddress(
+                "127.0.0.1", broker.port, username=broker.admin, password=broker.password
+            )
+            registry.accounts = await stack.enter_async_context(DynamicSecurity(address))
+        tenant = await registry.create_tenant("bench")
+        keys = [KeySpec(f"v{i}", unit="unit") for i in range(values)]
+        await registry.create_device_type(tenant.id, "sensor", keys, report_interval_s=60)
+        csv = "name,type,id\n" + "".join(
+            f"sensor {i:06d},sensor,dev{i:06d}\n" for i in range(devices)
+        )
+        created = await registry.import_devices_csv(tenant.id, csv)
+        if broker is not None:
+            await _check_accounts(registry.accounts, [(d.id, token) for d, token in created])
+        key_ids = await store.key_ids([k.key for k in keys])
+    return [(d.id, d.pk, token) for d, token in created], key_ids
+
+
+async def _check_accounts(accounts: Any, credentials: list[tuple[str, str]]) -> None:
+    """Ask the broker for every device's account; create again those it does not know."""
+    answers = await accounts.run(
+        [{"command": "getClient", "username": d} for d, _ in credentials],
+        tolerate=frozenset({"Client not found"}),
+    )
+    missing = [c for c, a in zip(credentials, answers, strict=True) if a.get("error")]
+    if missing:
+        print(f"  {len(missing)} device accounts missing at the broker; created again")
+        await accounts.add_devices(missing)
+
+
+async def count_stored(database_url: str) -> int:
+    """Telemetry values in the store."""
+    from m2mhub.store import open_store
+
+    async with open_store(database_url) as store:
+        return await store.count_points()
+
+
+def scrape_metric(metrics: str, name: str) -> int:
+    """One value of the server's /metrics text, e.g. ``m2mhub_ingest_values_total``."""
+    for line in metrics.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return int(float(line.split()[-1]))
+    return 0
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
@@ -139,10 +212,19 @@ class Server:
 
 
 @contextlib.contextmanager
-def run_server(database_url: str, workdir: Path, *, roles: str = "api") -> Iterator[Server]:
-    """Start ``python -m m2mhub serve`` on a free port; stop it on exit, whatever happens."""
+def run_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    roles: str = "api",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """Start ``python -m m2mhub serve`` on a free port; stop it on exit, whatever happens.
+
+    MQTT is off unless ``env`` turns it on (``M2MHUB_MQTT_ENABLED``, ``M2MHUB_MQTT_URL``...).
+    """
     port = free_port()
-    env = {
+    environment = {
         **os.environ,
         "M2MHUB_DATA_DIR": str(workdir / "data"),
         "M2MHUB_DATABASE_URL": database_url,
@@ -153,13 +235,14 @@ def run_server(database_url: str, workdir: Path, *, roles: str = "api") -> Itera
         "M2MHUB_MQTT_ENABLED": "false",
         # An empty config file: the user's own must not change the figures.
         "M2MHUB_CONFIG": str(workdir / "bench.toml"),
+        **(env or {}),
     }
     (workdir / "bench.toml").write_text("")
     log = workdir / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "m2mhub", "serve"],
-            env=env,
+            env=environment,
             cwd=workdir,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -192,6 +275,133 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# -- Mosquitto ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto of the benchmark's own, configured as docs/mqtt.md recommends."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    admin: str
+    password: str
+    directory: Path
+
+    def env(self) -> dict[str, str]:
+        """The settings that point an m2mhub process at this broker."""
+        return {
+            "M2MHUB_MQTT_URL": f"mqtt://127.0.0.1:{self.port}",
+            "M2MHUB_MQTT_USERNAME": self.admin,
+            "M2MHUB_MQTT_PASSWORD": self.password,
+        }
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+
+def mosquitto_missing() -> str | None:
+    """Why Mosquitto cannot run here, or None."""
+    missing = [n for n in ("mosquitto", "mosquitto_ctrl", "mosquitto_sub") if not shutil.which(n)]
+    if not _dynsec_plugin():
+        missing.append("mosquitto_dynamic_security.so")
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
+def _dynsec_plugin() -> str | None:
+    found = glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")
+    found += glob.glob("/usr/lib/mosquitto_dynamic_security.so")
+    return found[0] if found else None
+
+
+@contextlib.contextmanager
+def run_mosquitto(directory: Path) -> Iterator[Mosquitto]:
+    """Mosquitto on a free loopback port with dynamic security, ``max_queued_messages 0``
+    and ``set_tcp_nodelay true`` (docs/mqtt.md); stopped on exit, whatever happens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_hex(16)  # no leading "-": mosquitto_ctrl would read an option
+    dynsec = directory / "dynamic-security.json"
+    subprocess.run(
+        ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "m2mhub", password],
+        check=True,
+        capture_output=True,
+    )
+    _grant_platform_role(dynsec)
+    port = free_port()
+    config = directory / "mosquitto.conf"
+    config.write_text(
+        f"user {getpass.getuser()}\n"
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"plugin {_dynsec_plugin()}\n"
+        f"plugin_opt_config_file {dynsec}\n"
+        "persistence true\n"
+        f"persistence_location {directory}/\n"
+        "max_queued_messages 0\n"
+        "set_tcp_nodelay true\n"
+        f"log_dest file {directory}/mosquitto.log\n"
+    )
+    process = subprocess.Popen(
+        ["mosquitto", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(port, process)
+        yield Mosquitto(process, port, "m2mhub", password, directory)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _grant_platform_role(dynsec: Path) -> None:
+    """Give m2mhub's account its ``m2mhub-platform`` role in the file, before Mosquitto starts.
+
+    m2mhub would grant it at its first connection, and Mosquitto would drop that
+    connection meanwhile; answers to the account commands sent right after could
+    then be matched to the wrong commands (seen with 1,000 devices: the accounts of
+    the last devices were missing). A broker set up beforehand avoids that.
+    """
+    data = json.loads(dynsec.read_text())
+    acls = [
+        {"acltype": acl, "topic": "m2m/#", "priority": 0, "allow": True}
+        for acl in ("publishClientSend", "publishClientReceive", "subscribePattern")
+    ]
+    data.setdefault("roles", []).append({"rolename": "m2mhub-platform", "acls": acls})
+    for client in data.get("clients", []):
+        if client.get("username") == "m2mhub":
+            client.setdefault("roles", []).append({"rolename": "m2mhub-platform"})
+    dynsec.write_text(json.dumps(data))
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with status {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s")
+
+
+# -- memory --------------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process (VmRSS), in MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 # -- CPU accounting -------------------------------------------------------------------------
@@ -281,6 +491,20 @@ class Timing:
         )
 
 
+def percentile(values: Sequence[float], quantile: float) -> float:
+    """The value below which ``quantile`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * quantile))]
+
+
+def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
+    """``median (min-max)`` of repeated measurements, e.g. ``31,200 (29,800-33,100)``."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    middle = statistics.median(values)
+    return f"{middle:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
 def time_calls(call: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
     """Run ``call`` ``repeat`` times; its timings and last result."""
     runs = []
@@ -297,7 +521,9 @@ def new_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument(
+        "--backends", "--store", default="sqlite,postgres", help="sqlite, postgres or both"
+    )
     parser.add_argument(
         "--pg-url",
         default=DEFAULT_PG_URL,
@@ -308,3 +534,17 @@ def new_parser(doc: str | None) -> argparse.ArgumentParser:
 
 def rule(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 76 - len(title)), flush=True)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end on a fresh event loop: uvloop's when installed, as the server's."""
+    try:
+        import uvloop
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()

@@ -38,21 +38,21 @@ import psycopg
 from _common import (
     HOUR_MS,
     CpuMeter,
+    count_stored,
     machine_summary,
     new_parser,
     pg_checkpoint,
     pg_schema,
     pg_store_url,
     postgres_version,
+    prepare,
     rule,
     run_server,
+    scrape_metric,
     stop_cleanly_on_sigterm,
     temp_dir,
 )
 from m2mhub.core.timeutil import now_ms
-from m2mhub.registry.service import Registry
-from m2mhub.store import open_store
-from m2mhub.store.models import KeySpec
 
 T = TypeVar("T")
 
@@ -120,23 +120,6 @@ class Result:
 
 
 # -- preparation ----------------------------------------------------------------------------
-
-
-async def prepare(
-    database_url: str, devices: int, values: int
-) -> tuple[list[tuple[str, int, str]], dict[str, int]]:
-    """Tenant, device type and devices; returns (id, pk, token) per device and the key ids."""
-    async with open_store(database_url) as store:
-        registry = Registry(store)
-        tenant = await registry.create_tenant("bench")
-        keys = [KeySpec(f"v{i}", unit="unit") for i in range(values)]
-        await registry.create_device_type(tenant.id, "sensor", keys, report_interval_s=60)
-        csv = "name,type,id\n" + "".join(
-            f"sensor {i:06d},sensor,dev{i:06d}\n" for i in range(devices)
-        )
-        created = await registry.import_devices_csv(tenant.id, csv)
-        key_ids = await store.key_ids([k.key for k in keys])
-    return [(d.id, d.pk, token) for d, token in created], key_ids
 
 
 def build_load(
@@ -311,18 +294,6 @@ def postgres_ceiling(
 # -- one backend ------------------------------------------------------------------------------
 
 
-async def count_stored(database_url: str) -> int:
-    async with open_store(database_url) as store:
-        return await store.count_points()
-
-
-def scrape_transactions(metrics: str) -> int:
-    for line in metrics.splitlines():
-        if line.startswith("m2mhub_ingest_transactions_total"):
-            return int(float(line.split()[1]))
-    return 0
-
-
 @contextlib.contextmanager
 def store_url(backend: str, args: argparse.Namespace, work: Path, name: str) -> Iterator[str]:
     """A fresh, empty database for one run."""
@@ -355,7 +326,9 @@ def http_run(
             pg_checkpoint(args.pg_url)
         with CpuMeter(server, with_postgres=backend == "postgres") as cpu:
             seconds, latencies, accepted = run_loop(post_all(port, requests, clients))
-        transactions = scrape_transactions(httpx.get(f"{server.url}/metrics").text)
+        transactions = scrape_metric(
+            httpx.get(f"{server.url}/metrics").text, "m2mhub_ingest_transactions_total"
+        )
     if accepted != load.points:
         raise RuntimeError(f"{accepted} points acknowledged, {load.points} sent")
     stored = asyncio.run(count_stored(database_url)) - len(devices) * args.values

@@ -216,6 +216,11 @@ class Platform:
                 await job()
             except Exception:
                 log.exception("periodic job %s failed", getattr(job, "__name__", job))
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while the job ran, and something in it swallowed the
+                # CancelledError (seen in the PostgreSQL pool): stop all the same.
+                raise asyncio.CancelledError
 
     async def announce_presence(
         self, device: Device | None = None, *, now: int | None = None

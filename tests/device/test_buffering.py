@@ -65,8 +65,10 @@ async def test_readings_sent_while_the_broker_is_down_arrive_once_in_order(
             for _, values in event.readings
         ]
     assert (counters.acknowledged, counters.buffered, counters.dropped) == (201, 0, 0)
-    # The platform got them in the order they were sent, each once.
-    assert arrived == [float(i) for i in range(201)]
+    # The platform got them in the order they were sent. A message the broker delivered
+    # again (its acknowledgement was cut by the restart) is announced again; it is stored
+    # once (below).
+    assert list(dict.fromkeys(arrived)) == [float(i) for i in range(201)]
     points = await hub.points("d1")
     # With the times they were taken at: not stamped again when sent.
     assert points[1:] == [(ts, "temp", float(i)) for i, ts in enumerate(stamps, 1)]

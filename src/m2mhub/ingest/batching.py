@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 
 from m2mhub.core.values import Value
+from m2mhub.ingest.pipeline import IngestBatch, Stage
 from m2mhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -103,3 +104,31 @@ class BatchWriter:
             slots.release()
             for _ in group:
                 self._queue.task_done()
+
+
+def store_stage(writer: BatchWriter) -> Stage:
+    """The pipeline's store stage: returns once the readings are committed.
+
+    Many batches (MQTT messages received together) are handed to the writer
+    as one submission: one future and one queue entry for all of them, and
+    one transaction unless they pass ``max_rows``.
+    """
+
+    async def one(batch: IngestBatch) -> IngestBatch:
+        pk = batch.device.pk
+        await writer.write(
+            [(pk, ts, values) for ts, values in batch.readings], arrival_ms=batch.arrival_ms
+        )
+        batch.stored = sum(len(values) for _, values in batch.readings)
+        return batch
+
+    async def many(batches: list[IngestBatch]) -> list[IngestBatch]:
+        await writer.write(
+            [(b.device.pk, ts, values) for b in batches for ts, values in b.readings],
+            arrival_ms=max(b.arrival_ms for b in batches),
+        )
+        for batch in batches:
+            batch.stored = sum(len(values) for _, values in batch.readings)
+        return batches
+
+    return Stage(one, many)

@@ -27,6 +27,10 @@ MIN_TS_MS: Final = 946_684_800_000
 
 _decoder = msgspec.json.Decoder()
 
+#: Key names already found valid (bounded: only valid names enter, and at most this many).
+_VALID_KEYS_MAX: Final = 100_000
+_valid_keys: set[str] = set()
+
 
 class Limits(msgspec.Struct, frozen=True):
     """Bounds on what a single payload may hold."""
@@ -168,10 +172,13 @@ def _parse_timed(
         if ts < MIN_TS_MS or ts > latest:
             return None
         readings.append((ts, item.values))
-    # Keys repeat from reading to reading: check each distinct key once.
+    # Keys repeat from reading to reading and message to message: check each new key once.
     keys: set[str] = set().union(*(values for _, values in readings))
-    if not all(TELEMETRY_KEY.match(key) for key in keys):
-        return None
+    if not keys <= _valid_keys:
+        if not all(TELEMETRY_KEY.match(key) for key in keys):
+            return None
+        if len(_valid_keys) < _VALID_KEYS_MAX:
+            _valid_keys.update(keys)
     if b"\\u0000" in body:  # NUL in a string: let the general path name the field
         return None
     return readings

@@ -1,13 +1,19 @@
 """The ingest pipeline: a list of small handlers, each ``async (batch) -> batch | None``.
 
-Every transport (HTTP today; MQTT, CoAP and trackers later) authenticates a
+Every transport (HTTP, MQTT; CoAP and trackers later) authenticates a
 device, parses its payload into an :class:`IngestBatch` and submits it here.
-The order of the stages is written once, in :func:`default_handlers`.
+The order of the stages is written once, where the platform builds its pipeline.
+
+A transport that receives many small messages at once (MQTT) submits them
+together with :meth:`Pipeline.submit_many`: each handler still sees one batch
+at a time, except a :class:`Stage` with a form for many, which takes them all
+(the store stage: one transaction for all of them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
@@ -16,6 +22,7 @@ from m2mhub.core.values import Value, ValueType
 from m2mhub.store.models import Device, DeviceType
 
 Handler = Callable[["IngestBatch"], Awaitable["IngestBatch | None"]]
+ManyHandler = Callable[[list["IngestBatch"]], Awaitable[list["IngestBatch"]]]
 
 
 class IngestBatch(msgspec.Struct):
@@ -29,10 +36,18 @@ class IngestBatch(msgspec.Struct):
     stored: int = 0
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A handler with a second form that takes many batches at once (and may not refuse one)."""
+
+    one: Handler
+    many: ManyHandler
+
+
 class Pipeline:
     """Runs a batch through the handlers in order; a handler returning None stops it."""
 
-    def __init__(self, handlers: Sequence[Handler]) -> None:
+    def __init__(self, handlers: Sequence[Handler | Stage]) -> None:
         self.handlers = list(handlers)
 
     async def submit(self, batch: IngestBatch) -> IngestBatch | None:
@@ -40,8 +55,42 @@ class Pipeline:
         for handler in self.handlers:
             if item is None:
                 return None
-            item = await handler(item)
+            item = await (handler.one if isinstance(handler, Stage) else handler)(item)
         return item
+
+    async def submit_many(
+        self,
+        batches: Sequence[IngestBatch],
+        *,
+        on_reject: Callable[[IngestBatch, PayloadError], None],
+    ) -> list[IngestBatch]:
+        """Run many batches through the handlers, stage after stage; the ones that got through.
+
+        A batch that a handler refuses (:class:`PayloadError`) goes to
+        ``on_reject`` and leaves the others alone. Any other error, such as a
+        failed store transaction, propagates: then none of the batches is known
+        to be stored. Plain handlers see the batches one after the other, so a
+        handler that waits (for I/O) waits once per batch: give such a stage a
+        ``many`` form.
+        """
+        items = list(batches)
+        for handler in self.handlers:
+            if not items:
+                break
+            if isinstance(handler, Stage):
+                items = await handler.many(items)
+                continue
+            kept: list[IngestBatch] = []
+            for item in items:
+                try:
+                    result = await handler(item)
+                except PayloadError as exc:
+                    on_reject(item, exc)
+                    continue
+                if result is not None:
+                    kept.append(result)
+            items = kept
+        return items
 
 
 _ACCEPTS: dict[ValueType, Callable[[Value], bool]] = {
@@ -51,11 +100,50 @@ _ACCEPTS: dict[ValueType, Callable[[Value], bool]] = {
 }
 
 
+#: The Python types JSON decoding gives for each declared type (exact: no subclasses).
+_TYPES: dict[ValueType, tuple[type, ...]] = {
+    ValueType.NUMBER: (int, float),
+    ValueType.BOOL: (bool,),
+    ValueType.STRING: (str,),
+}
+# id(device type) -> (that device type, key -> accepted types). The registry hands out
+# the same DeviceType object while it caches it; holding it keeps its id from being reused.
+_declared: dict[int, tuple[DeviceType, dict[str, tuple[type, ...]]]] = {}
+
+
+def _declared_types(device_type: DeviceType) -> dict[str, tuple[type, ...]]:
+    cached = _declared.get(id(device_type))
+    if cached is not None and cached[0] is device_type:
+        return cached[1]
+    if len(_declared) >= 1024:
+        _declared.clear()
+    types = {spec.key: _TYPES[spec.type] for spec in device_type.keys}
+    _declared[id(device_type)] = (device_type, types)
+    return types
+
+
 async def check_device_type(batch: IngestBatch) -> IngestBatch:
     """Values must match the types the device type declares; strict types refuse other keys."""
     device_type = batch.device_type
     if not device_type.keys and not device_type.strict:
         return batch
+    # The common case in one pass over exact types; any doubt goes to the full check,
+    # which names the field at fault.
+    declared_types = _declared_types(device_type)
+    strict = device_type.strict
+    for _, values in batch.readings:
+        for key, value in values.items():
+            accepted = declared_types.get(key)
+            if accepted is None:
+                if strict:
+                    return _check_fully(batch)
+            elif type(value) not in accepted:
+                return _check_fully(batch)
+    return batch
+
+
+def _check_fully(batch: IngestBatch) -> IngestBatch:
+    device_type = batch.device_type
     declared = {spec.key: spec.type for spec in device_type.keys}
     many = len(batch.readings) > 1
     for index, (_, values) in enumerate(batch.readings):
