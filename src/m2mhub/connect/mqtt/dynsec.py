@@ -84,6 +84,7 @@ class DynamicSecurity:
         self._client: Client | None = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._exchange_id = ""  # tags the commands of the exchange waiting for its answer
         self._ready = asyncio.Event()
 
     async def __aenter__(self) -> DynamicSecurity:
@@ -139,8 +140,14 @@ class DynamicSecurity:
     async def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
     ) -> int:
-        if topic == RESPONSE and self._answer is not None and not self._answer.done():
-            self._answer.set_result(msgspec.json.decode(payload).get("responses", []))
+        if topic != RESPONSE or self._answer is None or self._answer.done():
+            return 0
+        responses = msgspec.json.decode(payload).get("responses", [])
+        # Only the answer to the commands in flight: a late answer to an earlier exchange
+        # (sent again after a timeout, or cut by a reconnect) would be taken for this one.
+        tags = {str(r.get("correlationData", "")).partition(":")[0] for r in responses}
+        if tags == {self._exchange_id}:
+            self._answer.set_result(responses)
         return 0
 
     async def run(
@@ -174,8 +181,14 @@ class DynamicSecurity:
         assert self._client is not None
         for attempt in (1, 2):
             await self._wait_ready()
+            # Mosquitto returns each command's correlationData in its response.
+            self._exchange_id = secrets.token_hex(6)
+            tagged = [
+                {**command, "correlationData": f"{self._exchange_id}:{index}"}
+                for index, command in enumerate(chunk)
+            ]
             self._answer = asyncio.get_running_loop().create_future()
-            self._client.publish(CONTROL, msgspec.json.encode({"commands": chunk}), qos=1)
+            self._client.publish(CONTROL, msgspec.json.encode({"commands": tagged}), qos=1)
             try:
                 return await asyncio.wait_for(self._answer, TIMEOUT_S / 2)
             except TimeoutError:
