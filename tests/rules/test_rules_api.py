@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from m2mhub.config import Settings
+from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
 from m2mhub.platform import Platform
 from m2mhub.rules.model import RuleError, parse_rule_file
 from m2mhub.store import SqliteStore
+from m2mhub.store.models import AuditEntry
 from tests.processes import fails, m2mhub_env, ok
 from tests.rules.helpers import Hub
 
@@ -57,10 +60,23 @@ async def test_crud_and_roles(hub: Hub) -> None:
     [listed] = (await hub.client.get("/api/v1/rules", headers=operator)).json()
     assert listed["name"] == "hot" and listed["enabled"] is False
     assert hub.platform.rules.rules[next(iter(hub.platform.rules.rules))].stored.enabled is False
+    enabled = await hub.client.post("/api/v1/rules/hot/enable", headers=hub.admin)
+    assert enabled.json()["enabled"] is True
     deleted = await hub.client.delete("/api/v1/rules/hot", headers=hub.admin)
     assert deleted.status_code == 204
     assert (await hub.client.get("/api/v1/rules/hot", headers=hub.admin)).status_code == 404
     assert hub.platform.rules.rules == {}
+    # Every change is in the audit log, under the key that made it.
+    audit = await hub.platform.store.list_audit(hub.tenant.id, start=0, end=now_ms() + 1)
+    changes = [(e.action, e.target) for e in reversed(audit) if e.action.startswith("rule.")]
+    assert changes == [
+        ("rule.create", "rule:hot"),
+        ("rule.replace", "rule:hot"),
+        ("rule.disable", "rule:hot"),
+        ("rule.enable", "rule:hot"),
+        ("rule.delete", "rule:hot"),
+    ]
+    assert all(e.actor.startswith("key:") and e.result == "ok" for e in audit)
 
 
 async def test_a_disabled_rule_does_not_fire(hub: Hub) -> None:
@@ -134,4 +150,25 @@ def test_cli_apply_and_list(tmp_path: Path) -> None:
     assert "replaced rule tank-low" in pruned and "deleted rule hot" in pruned
     listed = ok("rules", "list", env=env)
     assert "tank-low" in listed and "hot" not in listed
+    # Each rule the CLI created, replaced or pruned is in the audit log, under the OS user.
+    audit = asyncio.run(_audit(tmp_path / "m2mhub.db"))
+    assert [(e.action, e.target) for e in reversed(audit)] == [
+        ("rule.create", "rule:tank-low"),
+        ("rule.create", "rule:hot"),
+        ("rule.replace", "rule:tank-low"),
+        ("rule.replace", "rule:hot"),
+        ("rule.replace", "rule:tank-low"),
+        ("rule.replace", "rule:tank-low"),
+        ("rule.delete", "rule:hot"),
+    ]
+    assert all(e.actor.startswith("cli:") and e.details == {"file": str(rules)} for e in audit)
     assert "rule" in ok("alarms", "list", "--status", "active", env=env)
+
+
+async def _audit(path: Path) -> list[AuditEntry]:
+    """The rule changes in the audit log of the default tenant, newest first."""
+    async with SqliteStore(path) as store:
+        tenant = await store.get_tenant("default")
+        assert tenant is not None
+        entries = await store.list_audit(tenant.id, start=0, end=now_ms() + 1, action="rule.*")
+    return entries

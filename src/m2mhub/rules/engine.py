@@ -7,6 +7,12 @@ changes (before any action runs), so a restarted process neither fires again
 nor forgets a running duration. A timer (``tick``) lets time pass for
 durations, count windows and silence.
 
+Several processes may run rules on one database, each on the events of its
+own ingest. Saving a state is conditional on its version: a process whose
+save loses (another one saved since it read the state) loads the state from
+the store and evaluates again, so a reading or a due timer another process
+already acted on is not acted on twice. Actions run only after a won save.
+
 Late and out-of-order data (docs/rules.md): a reading not newer than the
 newest one a rule already evaluated for that device is skipped, and so is a
 reading older than the rule's ``max_delay`` when it arrives. Both are stored
@@ -21,7 +27,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -56,6 +63,10 @@ RESOLVE_S: Final = 30.0
 ALL_RULES: Final = 0  # rule_id of a pause that puts a device in manual mode for every rule
 #: Actions that a pause (manual mode) holds back; alarms, webhooks and notifications go on.
 DEVICE_ACTIONS: Final = frozenset({"command", "desired"})
+#: Evaluations of one event for one (rule, device) before giving up on losing saves; each
+#: loss means another process saved a newer state, so reaching it takes a busy device.
+SAVE_ATTEMPTS: Final = 10
+LOST: Final = "another process saved first: evaluated again from its state"
 
 
 class TraceEntry(msgspec.Struct, frozen=True):
@@ -112,7 +123,11 @@ class RulesEngine:
         self.reload_s = settings.rules_reload_s
         self.trace_size = settings.rules_trace_size
         self.rules: dict[int, LoadedRule] = {}
+        # The rules each device's data concerns (scoped to it, or naming it as an alias), in
+        # rule order: an event costs the rules of its device, not every rule of the process.
+        self._by_device: dict[int, list[LoadedRule]] = {}
         self._states: dict[tuple[int, int], RuleState] = {}
+        self._versions: dict[tuple[int, int], int] = {}  # of each state as saved; absent: 0
         self._paused: set[tuple[int, int]] = set()
         self._version: tuple[int, int] | None = None
         self._loaded_at = 0.0
@@ -123,6 +138,7 @@ class RulesEngine:
         self._busy = False
         self._idle = asyncio.Event()
         self.errors = 0
+        self.conflicts = 0  # saves lost to another process, each followed by a reload
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -220,14 +236,17 @@ class RulesEngine:
                 item.trace = previous.trace
             await self._resolve(item)
             loaded[stored.id] = item
-        states = await self.store.rule_states([i for i in loaded if i not in self.rules])
+        states = await self.store.versioned_rule_states([i for i in loaded if i not in self.rules])
         pauses = {(p.rule_id, p.device_pk) for p in await self.store.rule_pauses()}
         async with self._lock:
-            for key, text in states.items():
+            for key, (text, saved_version) in states.items():
                 self._states[key] = decode_state(text)
+                self._versions[key] = saved_version
             for key in [k for k in self._states if k[0] not in loaded]:
                 del self._states[key]
+                self._versions.pop(key, None)
             self.rules = loaded
+            self._by_device = _index_by_device(loaded.values())
             self._paused = pauses
             self._version = version
             self._loaded_at = time.monotonic()
@@ -259,7 +278,7 @@ class RulesEngine:
 
     async def _on_readings(self, event: ReadingsStored) -> None:
         readings = sorted(event.readings, key=lambda r: r[0])
-        for item in list(self.rules.values()):
+        for item in self._by_device.get(event.device_pk, ()):
             if not item.stored.enabled or item.stored.tenant_id != event.tenant_id:
                 continue
             device = item.targets.get(event.device_pk)
@@ -285,51 +304,55 @@ class RulesEngine:
     ) -> None:
         condition = item.condition
         assert condition is not None
-        key = (item.id, device.pk)
-        state = await self._state(item, device)
-        saved = state
         now = self.clock()
         base: dict[str, dict[str, Any]] | None = None
         if condition.expression is not None:
             base = await self._latest_values(item, device)
-        for ts, values in readings:
-            if not alias and condition.keys and not condition.keys & values.keys():
-                continue
-            if state.last_ts is not None and ts <= state.last_ts and not alias:
-                self._trace(item, device, ts, "reading", state, note="skipped: out of order")
-                continue
-            if ts < now - item.max_delay_ms:
-                self._trace(item, device, ts, "reading", state, note="skipped: late")
-                continue
-            view: dict[str, dict[str, Any]] = {SELF: dict(values)}
-            if base is not None:
-                view = {**base, SELF: {**base.get(SELF, {}), **values}}
-            step = condition.on_reading(state, ts, view)
-            state = step.state
-            if step.transition is not None:
-                self._states[key] = state
-                await self._save(item, device, state)
-                saved = state
-                state = await self._act(item, device, step, ts, "reading")
+        first = 0  # the first reading whose effect is not saved yet
+        for _ in range(SAVE_ATTEMPTS):
+            state = saved = await self._state(item, device)
+            for index in range(first, len(readings)):
+                ts, values = readings[index]
+                if not alias and condition.keys and not condition.keys & values.keys():
+                    continue
+                if state.last_ts is not None and ts <= state.last_ts and not alias:
+                    self._trace(item, device, ts, "reading", state, note="skipped: out of order")
+                    continue
+                if ts < now - item.max_delay_ms:
+                    self._trace(item, device, ts, "reading", state, note="skipped: late")
+                    continue
+                view: dict[str, dict[str, Any]] = {SELF: dict(values)}
+                if base is not None:
+                    view = {**base, SELF: {**base.get(SELF, {}), **values}}
+                step = condition.on_reading(state, ts, view)
+                if step.transition is None:
+                    state = step.state
+                    self._trace(item, device, ts, "reading", state, step)
+                    continue
+                if not await self._save(item, device, step.state):
+                    self._lost(item, device, ts, "reading")
+                    break
+                state = saved = await self._fire(item, device, step, ts, "reading")
+                first = index + 1
             else:
-                self._trace(item, device, ts, "reading", state, step)
-        self._states[key] = state
-        if state != saved:
-            await self._save(item, device, state)
+                if state == saved or await self._save(item, device, state):
+                    return
+                self._lost(item, device, readings[-1][0], "reading")
+        self._give_up(item, device)
 
     async def _on_presence(self, event: PresenceChanged) -> None:
-        for item in list(self.rules.values()):
+        for item in self._by_device.get(event.device_pk, ()):
             device = item.targets.get(event.device_pk)
+            condition = item.condition
             if (
                 device is None
                 or not item.stored.enabled
-                or item.condition is None
-                or item.condition.on_readings
+                or condition is None
+                or condition.on_readings
             ):
                 continue
-            state = await self._state(item, device)
-            step = item.condition.on_connection(state, event.ts, event.online)
-            await self._apply(item, device, state, step, event.ts, "presence")
+            on_connection = partial(condition.on_connection, ts=event.ts, online=event.online)
+            await self._apply(item, device, on_connection, event.ts, "presence")
 
     async def tick(self, now: int | None = None) -> None:
         """Let time pass for durations, count windows and silence (``no_data``)."""
@@ -339,27 +362,36 @@ class RulesEngine:
                 condition = item.condition
                 if not item.stored.enabled or condition is None or not condition.has_timer:
                     continue
+                on_tick = partial(condition.on_tick, now=at)
                 for device in item.targets.values():
-                    state = await self._state(item, device)
-                    step = condition.on_tick(state, at)
-                    await self._apply(item, device, state, step, at, "timer")
+                    await self._apply(item, device, on_tick, at, "timer")
 
     async def _apply(
-        self, item: LoadedRule, device: Device, before: RuleState, step: Step, at: int, how: str
+        self,
+        item: LoadedRule,
+        device: Device,
+        evaluate: Callable[[RuleState], Step],
+        at: int,
+        how: str,
     ) -> None:
-        if step.state == before:
+        """Evaluate a timer or presence change, save the new state, act on a transition."""
+        for _ in range(SAVE_ATTEMPTS):
+            before = await self._state(item, device)
+            step = evaluate(before)
+            if step.state == before:
+                return
+            if not await self._save(item, device, step.state):
+                self._lost(item, device, at, how)
+                continue
+            if step.transition is None:
+                self._trace(item, device, at, how, step.state, step)
+            else:
+                await self._fire(item, device, step, at, how)
             return
-        self._states[(item.id, device.pk)] = step.state
-        await self._save(item, device, step.state)
-        if step.transition is None:
-            self._trace(item, device, at, how, step.state, step)
-            return
-        state = await self._act(item, device, step, at, how)
-        if state != step.state:
-            self._states[(item.id, device.pk)] = state
-            await self._save(item, device, state)
+        self._give_up(item, device)
 
     async def _state(self, item: LoadedRule, device: Device) -> RuleState:
+        """The (rule, device) state as this process last saved or loaded it."""
         key = (item.id, device.pk)
         state = self._states.get(key)
         if state is None:
@@ -373,12 +405,64 @@ class RulesEngine:
                     found = latest.get(device.pk, {}).get(no_data.key)
                     seen = found[0] if found else None
                 state.seen = seen if seen is not None else self.clock()
-                await self._save(item, device, state)
+                if not await self._save(item, device, state):
+                    return self._states.get(key, state)  # another process started it first
             self._states[key] = state
         return state
 
-    async def _save(self, item: LoadedRule, device: Device, state: RuleState) -> None:
-        await self.store.save_rule_states([(item.id, device.pk, encode_state(state))])
+    async def _save(self, item: LoadedRule, device: Device, state: RuleState) -> bool:
+        """Save ``state`` if the stored one is still the one this process has; else load
+        the stored one (another process saved it) and return False."""
+        key = (item.id, device.pk)
+        version = self._versions.get(key, 0)
+        if await self.store.save_rule_state(
+            item.id, device.pk, encode_state(state), version=version
+        ):
+            self._states[key] = state
+            self._versions[key] = version + 1
+            return True
+        self.conflicts += 1
+        saved = await self.store.rule_state(item.id, device.pk)
+        if saved is None:  # the rule was deleted meanwhile
+            self._states.pop(key, None)
+            self._versions.pop(key, None)
+        else:
+            self._states[key] = decode_state(saved[0])
+            self._versions[key] = saved[1]
+        return False
+
+    def _lost(self, item: LoadedRule, device: Device, ts: int, how: str) -> None:
+        """Trace a lost save, with the state it loaded instead."""
+        state = self._states.get((item.id, device.pk), RuleState())
+        self._trace(item, device, ts, how, state, note=LOST)
+
+    def _give_up(self, item: LoadedRule, device: Device) -> None:
+        self.errors += 1
+        log.error(
+            "rules: %s for %s: other processes saved first %d times in a row; event dropped",
+            item.rule.name,
+            device.id,
+            SAVE_ATTEMPTS,
+        )
+
+    async def _fire(
+        self, item: LoadedRule, device: Device, step: Step, at: int, how: str
+    ) -> RuleState:
+        """Act on a transition whose state is saved, then save the alarm id it got.
+
+        Returns the state now in the store (another process may have moved it on since).
+        """
+        key = (item.id, device.pk)
+        alarm_id = (await self._act(item, device, step, at, how)).alarm_id
+        for _ in range(SAVE_ATTEMPTS):
+            current = self._states.get(key)
+            if current is None or current.alarm_id == alarm_id:
+                break
+            if current.active != step.state.active:
+                break  # turned over meanwhile: that transition keeps its own alarm id
+            if await self._save(item, device, msgspec.structs.replace(current, alarm_id=alarm_id)):
+                break
+        return self._states.get(key, step.state)
 
     async def _latest_values(self, item: LoadedRule, device: Device) -> dict[str, dict[str, Any]]:
         pks = [device.pk, *item.alias_pks]
@@ -621,6 +705,15 @@ class RulesEngine:
             )
         except M2MHubError:
             log.exception("rules: could not write the audit log")
+
+
+def _index_by_device(rules: Iterable[LoadedRule]) -> dict[int, list[LoadedRule]]:
+    """Device pk -> the rules that evaluate its data: scoped to it or naming it as an alias."""
+    index: dict[int, list[LoadedRule]] = {}
+    for item in rules:
+        for pk in item.targets.keys() | item.alias_pks:
+            index.setdefault(pk, []).append(item)
+    return index
 
 
 def _fired_alarm(alarm: Alarm | None) -> FiredAlarm | None:

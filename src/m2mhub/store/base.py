@@ -1251,26 +1251,56 @@ class Store(abc.ABC):
 
     async def rule_states(self, rule_ids: Sequence[int]) -> dict[tuple[int, int], str]:
         """Saved state (JSON text) of these rules, by (rule_id, device_pk)."""
-        found: dict[tuple[int, int], str] = {}
+        found = await self.versioned_rule_states(rule_ids)
+        return {key: text for key, (text, _) in found.items()}
+
+    async def versioned_rule_states(
+        self, rule_ids: Sequence[int]
+    ) -> dict[tuple[int, int], tuple[str, int]]:
+        """Saved state (JSON text) of these rules and its version, by (rule_id, device_pk)."""
+        found: dict[tuple[int, int], tuple[str, int]] = {}
         for chunk in _chunks(list(rule_ids), 500):
             marks = ",".join("?" * len(chunk))
-            for rule_id, device_pk, state in await self._fetchall(
-                f"SELECT rule_id, device_pk, state FROM rule_state WHERE rule_id IN ({marks})",
+            for rule_id, device_pk, state, version in await self._fetchall(
+                "SELECT rule_id, device_pk, state, version FROM rule_state "
+                f"WHERE rule_id IN ({marks})",
                 chunk,
             ):
-                found[(rule_id, device_pk)] = state
+                found[(rule_id, device_pk)] = (state, int(version))
         return found
 
-    async def save_rule_states(self, states: Sequence[tuple[int, int, str]]) -> None:
-        """Upsert (rule_id, device_pk, state JSON) rows in one transaction."""
+    async def rule_state(self, rule_id: int, device_pk: int) -> tuple[str, int] | None:
+        """The saved state (JSON text) of one (rule, device) and its version."""
+        row = await self._fetchone(
+            "SELECT state, version FROM rule_state WHERE rule_id = ? AND device_pk = ?",
+            (rule_id, device_pk),
+        )
+        return (row[0], int(row[1])) if row is not None else None
+
+    async def save_rule_state(
+        self, rule_id: int, device_pk: int, state: str, *, version: int
+    ) -> bool:
+        """Save a state read at ``version`` (0: none saved yet) as ``version + 1``.
+
+        False, and nothing written, when the stored version is no longer ``version``:
+        another process saved first. With several rules processes on one database,
+        this is what lets exactly one of them act on a change.
+        """
         now = now_ms()
         async with self.transaction() as tx:
-            await tx.executemany(
-                "INSERT INTO rule_state (rule_id, device_pk, state, updated_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (rule_id, device_pk) DO UPDATE "
-                "SET state = excluded.state, updated_ms = excluded.updated_ms",
-                [(rule_id, pk, state, now) for rule_id, pk, state in states],
-            )
+            if version == 0:
+                changed = await tx.execute(
+                    "INSERT INTO rule_state (rule_id, device_pk, state, updated_ms, version) "
+                    "VALUES (?, ?, ?, ?, 1) ON CONFLICT (rule_id, device_pk) DO NOTHING",
+                    (rule_id, device_pk, state, now),
+                )
+            else:
+                changed = await tx.execute(
+                    "UPDATE rule_state SET state = ?, updated_ms = ?, version = version + 1 "
+                    "WHERE rule_id = ? AND device_pk = ? AND version = ?",
+                    (state, now, rule_id, device_pk, version),
+                )
+        return changed == 1
 
     async def set_rule_pause(
         self, tenant_id: int, rule_id: int, device_pk: int, *, paused: bool, by: str

@@ -311,6 +311,11 @@ SQLITE: Final[list[str]] = [
     );
     CREATE INDEX alarm_events_alarm ON alarm_events (alarm_id, id);
     """,
+    # 8: a version on each rule state, so that saving it is conditional: with several
+    # rules processes on one database, the one that saves first acts, the others reload
+    """
+    ALTER TABLE rule_state ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -608,5 +613,10 @@ POSTGRES: Final[list[str]] = [
         comment TEXT
     );
     CREATE INDEX alarm_events_alarm ON alarm_events (alarm_id, id);
+    """,
+    # 8: a version on each rule state, so that saving it is conditional: with several
+    # rules processes on one database, the one that saves first acts, the others reload
+    """
+    ALTER TABLE rule_state ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
     """,
 ]
