@@ -242,3 +242,35 @@ def test_demo_on_a_busy_port_says_so(tmp_path: Path) -> None:
     assert result.returncode != 0, printed
     assert "Traceback" not in printed, printed
     assert str(port) in printed
+
+
+@pytest.mark.slow
+def test_the_demo_rules_fire_alarm_command_and_webhook(tmp_path: Path) -> None:
+    """At high speed the water tower runs low within seconds: the M2M loop closes."""
+    env = m2mhub_env(tmp_path)
+    with running_demo(
+        env, "--port", str(free_port()), "--speed", "1000", "--backfill", "0", "--duration", "60"
+    ) as demo:
+        url, key, _, _ = banner(demo)
+        # The rule's webhook reached the receiver the demo runs beside m2mhub, signed.
+        printed = demo.read_until("webhook received: raised by rule fill-tank-north", timeout=60)
+        assert "signed sha256=" in printed
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+            alarms = client.get("/api/v1/alarms", params={"rule": "fill-tank-north"}).json()
+            assert [a["device"] for a in alarms["items"]] == ["tank-north"]
+            # The pump got its command over MQTT and answered it through the SDK.
+            deadline = time.monotonic() + 20
+            while True:
+                commands = client.get("/api/v1/devices/pump-north/commands").json()
+                if any(c["status"] == "succeeded" for c in commands):
+                    break
+                assert time.monotonic() < deadline, commands
+                time.sleep(0.1)  # poll interval, bounded by the deadline above
+            first = next(c for c in commands if c["status"] == "succeeded")
+            assert (first["method"], first["params"], first["created_by"]) == (
+                "set_pump",
+                {"on": True},
+                "rule:fill-tank-north",
+            )
+        demo.process.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0, demo.output()

@@ -14,11 +14,13 @@ import getpass
 import json
 import logging
 import os
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 import uvicorn
@@ -42,6 +44,9 @@ from m2mhub.sim.fleet import Fleet
 from m2mhub.store import Store, open_store
 from m2mhub.store.models import Command, KeySpec
 from m2mhub.store.postgres import redact
+
+if TYPE_CHECKING:
+    from m2mhub.sim.loadgen import LoadRun, SimDevice, Tally
 
 T = TypeVar("T")
 
@@ -251,8 +256,20 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
             await serving
             raise M2MHubError(f"the server could not start on port {settings.port}")
         await asyncio.sleep(0.05)
+    # Another system the rules call: a webhook receiver beside m2mhub, on a free port.
+    receiver_socket = socket.socket()
+    receiver_socket.bind(("127.0.0.1", 0))
+    webhook_url = f"http://127.0.0.1:{receiver_socket.getsockname()[1]}/webhook"
+    receiver = uvicorn.Server(
+        uvicorn.Config(
+            demo_setup.webhook_receiver(out.print), log_level="warning", access_log=False
+        )
+    )
+    receiving = asyncio.create_task(receiver.serve(sockets=[receiver_socket]))
     with out.status("preparing the demo tenant, its fleet and rules ..."):
-        credentials = await demo_setup.prepare(platform, settings.data_dir, run.fleet)
+        credentials = await demo_setup.prepare(
+            platform, settings.data_dir, run.fleet, webhook_url=webhook_url
+        )
     clock = LiveClock(run.speed, lead_ms=SPEED_LEAD_MS)
     if platform.broker is not None:
         broker_host, broker_port = settings.mqtt_host, settings.mqtt_port
@@ -321,7 +338,233 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
             await running
         server.should_exit = True
         await serving
+        receiver.should_exit = True
+        await receiving
+        receiver_socket.close()
         out.print(f"fleet sent {fleet.reports} reports, {fleet.failed} failed")
+
+
+@app.command()
+def simulate(
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Simulated devices (default: every device of --tokens, else 100)."),
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(help="Messages per second for the whole fleet; 0: as fast as acked.")
+    ] = 0.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds (default 10 without --count)."),
+    ] = None,
+    transport: Annotated[str, typer.Option(help="mqtt or http.")] = "mqtt",
+    broker: Annotated[str, typer.Option(help="MQTT broker, mqtt://host:port.")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    api: Annotated[
+        str, typer.Option(help="m2mhub's URL, for --transport http and --provision.")
+    ] = "http://127.0.0.1:8080",
+    tokens: Annotated[
+        Path | None,
+        typer.Option(help="id,name,token CSV of the devices; with --provision, written there."),
+    ] = None,
+    provision: Annotated[
+        bool, typer.Option("--provision", help="Create the devices through the API first.")
+    ] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(envvar="M2MHUB_API_KEY", help="Admin API key for --provision (m2k_...)."),
+    ] = None,
+    type_name: Annotated[
+        str | None, typer.Option("--type", help="Device type to provision (default: sim-MODEL).")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Ids of generated devices: PREFIX-00001...")] = "sim",
+    model: Annotated[
+        str, typer.Option(help="Values: random, or a simulation model (electricity_meter, ...).")
+    ] = "random",
+    keys: Annotated[int, typer.Option(help="With --model random: keys per reading, 1-5.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the values.")] = 1,
+    qos: Annotated[int, typer.Option(help="MQTT QoS, 0 or 1.")] = 1,
+    window: Annotated[
+        int, typer.Option(help="Unconfirmed messages per MQTT connection at most.")
+    ] = 100,
+    topic: Annotated[str, typer.Option(help="MQTT topic; {device} is the device id.")] = (
+        "m2m/{device}/telemetry"
+    ),
+    username: Annotated[
+        str | None, typer.Option(help="One MQTT login for every device, instead of their tokens.")
+    ] = None,
+    password: Annotated[str | None, typer.Option(help="Password of --username.")] = None,
+    sdk: Annotated[
+        bool, typer.Option("--sdk", help="Run each device through the device SDK (slower).")
+    ] = False,
+    buffer_dir: Annotated[
+        Path | None, typer.Option(help="With --sdk: keep each device's buffer in a file here.")
+    ] = None,
+    connections: Annotated[int, typer.Option(help="HTTP requests in flight at once.")] = 16,
+    batch: Annotated[int, typer.Option(help="HTTP readings per request.")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes sharing the devices.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Load m2mhub (or any MQTT broker) with simulated devices, then print what became of it.
+
+    Devices log in with their own tokens (--tokens FILE, or --provision to create
+    them) or with one --username. The run stops by itself after --count messages
+    or --duration seconds (Ctrl-C stops it early), and prints
+    "sent N, acknowledged N, failed N, X msg/s". Exit code 1 when any failed.
+    """
+    from m2mhub.sim import loadvalues
+    from m2mhub.sim.loadgen import LoadRun, LoadSpec, SimDevice
+    from m2mhub.sim.provision import device_ids, read_tokens
+
+    def fail(message: str) -> NoReturn:
+        err.print(f"[red]error:[/red] {escape(message)}")
+        raise typer.Exit(2)
+
+    if devices is not None and devices < 1:
+        fail("devices: must be at least 1")
+    if transport not in ("mqtt", "http"):
+        fail(f"transport: {transport!r} is not mqtt or http")
+    parts = urlsplit(broker)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        fail(f"broker: {broker!r} is not mqtt://host:port (TLS is not supported here)")
+    if urlsplit(api).scheme not in ("http", "https"):
+        fail(f"api: {api!r} is not an http:// or https:// URL")
+    try:
+        loadvalues.check_values(model, keys)
+        if provision and tokens is not None and tokens.exists():
+            fail(f"tokens: {tokens} exists; --provision writes a new file, choose another")
+        if provision:
+            if not key:
+                fail("key: --provision needs an admin API key (--key m2k_... or M2MHUB_API_KEY)")
+            ids = device_ids(prefix, devices or 100)
+            found = _provision(
+                api,
+                key,
+                ids,
+                type_name or f"sim-{model}".replace("_", "-"),
+                model,
+                keys,
+                tokens or Path("device-tokens.csv"),
+            )
+        elif tokens is not None:
+            found = read_tokens(tokens)
+            if devices is not None:
+                if devices > len(found):
+                    fail(f"devices: {tokens} lists {len(found)} devices, fewer than {devices}")
+                found = found[:devices]
+        else:
+            found = [SimDevice(i) for i in device_ids(prefix, devices or 100)]
+        spec = LoadSpec(
+            devices=tuple(found),
+            transport="http" if transport == "http" else "mqtt",
+            rate=rate,
+            count=count,
+            duration_s=duration if duration is not None or count is not None else 10.0,
+            model=model,
+            keys=keys,
+            seed=seed,
+            host=parts.hostname,
+            port=parts.port or 1883,
+            qos=qos,
+            window=window,
+            username=username,
+            password=password,
+            topic=topic,
+            sdk=sdk,
+            buffer_dir=buffer_dir,
+            api_url=api,
+            connections=connections,
+            batch=batch,
+            workers=workers,
+        )
+    except M2MHubError as exc:
+        fail(exc.message)
+    if buffer_dir is not None:
+        buffer_dir.mkdir(parents=True, exist_ok=True)
+    run = LoadRun(spec)
+    tally = asyncio.run(_simulate(run, quiet=as_json))
+    if as_json:
+        out.print_json(data={"devices": len(found), "transport": transport, **tally.to_json()})
+    else:
+        for reason, n in sorted(tally.errors.items(), key=lambda item: -item[1])[:5]:
+            out.print(f"{n} x {escape(reason)}")
+        out.print(tally.summary())
+    if tally.failed:
+        raise typer.Exit(1)
+
+
+def _provision(
+    api: str, key: str, ids: list[str], type_name: str, model: str, keys: int, tokens: Path
+) -> list[SimDevice]:
+    """Create the devices through the API, their tokens written to ``tokens`` as they come."""
+    from m2mhub.sim import loadvalues
+    from m2mhub.sim.provision import provision
+
+    try:
+        fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] tokens: cannot create {tokens} ({exc.strerror})")
+        raise typer.Exit(2) from None
+    with os.fdopen(fd, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "name", "token"])
+
+        def created(rows: list[tuple[str, str, str]]) -> None:
+            writer.writerows(rows)
+            handle.flush()
+
+        with err.status(f"creating {len(ids)} devices of type {type_name} ..."):
+            found = asyncio.run(
+                provision(
+                    api,
+                    key,
+                    ids=ids,
+                    type_name=type_name,
+                    keys=loadvalues.key_specs(model, keys),
+                    created=created,
+                )
+            )
+    err.print(f"created {len(found)} devices; their tokens are in {tokens}")
+    return found
+
+
+async def _simulate(run: LoadRun, *, quiet: bool) -> Tally:
+    """Run the load with a live display on a terminal; Ctrl-C stops it cleanly."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+        loop.add_signal_handler(signal.SIGINT, run.stop)
+        loop.add_signal_handler(signal.SIGTERM, run.stop)
+    spec = run.spec
+    if quiet or not err.is_terminal:
+        return await run.run()
+    total = spec.count if spec.count is not None else spec.duration_s
+    columns = (
+        TextColumn("[bold]simulate[/bold]"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[line]}"),
+    )
+    with Progress(*columns, console=err, transient=True) as shown:
+        task = shown.add_task("load", total=total, line="connecting ...")
+        last = [0.0, 0]
+
+        def progress(t: Tally) -> None:
+            dt = t.seconds - last[0]
+            speed = (t.sent - last[1]) / dt if dt > 0 else 0.0
+            last[0], last[1] = t.seconds, t.sent
+            done = t.acknowledged + t.failed if spec.count is not None else t.seconds
+            shown.update(
+                task,
+                completed=done,
+                line=f"sent {t.sent:,} ({speed:,.0f}/s)  acked {t.acknowledged:,}  "
+                f"failed {t.failed:,}",
+            )
+
+        return await run.run(progress)
 
 
 def _check_ports(settings: Settings, *, http: bool) -> None:
@@ -777,10 +1020,15 @@ def rules_apply(
 
     async def work(store: Store, registry: Registry) -> tuple[list[tuple[str, bool]], list[str]]:
         parsed, applied = await apply_rule_file(store, text, source=str(file))
+        tenant = await registry.tenant(parsed.tenant)
+        for name, created in applied:
+            action = "rule.create" if created else "rule.replace"
+            await _audit(store, tenant.id, action, f"rule:{name}", file=str(file))
         deleted: list[str] = []
         if prune:
-            tenant = await registry.tenant(parsed.tenant)
             deleted = await prune_rules(store, tenant.id, {r.name for r in parsed.rules})
+            for name in deleted:
+                await _audit(store, tenant.id, "rule.delete", f"rule:{name}", file=str(file))
         return applied, deleted
 
     applied, deleted = _run(work)

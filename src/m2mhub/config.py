@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     stream_heartbeat_s: float = Field(
         15.0, gt=0, description="Seconds between keep-alive comments on event streams."
     )
+    console_tile_url: str = Field(
+        "",
+        pattern=r"^$|^https?://[^/\s'\"]+/[^\s'\"]*\{z\}[^\s'\"]*$",
+        description="Map tiles for the console's map, as {z}/{x}/{y} URL of a tile server; "
+        "empty: no tiles (points, tracks and geofences on a plain background).",
+    )
+    console_tile_attribution: str = Field(
+        "", max_length=300, description="Text shown on the map for the tiles' source."
+    )
     log_level: str = "INFO"
 
     @classmethod

@@ -9,11 +9,13 @@ resumes the same tenant, devices and data.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
 import msgspec
+from fastapi import FastAPI, Request
 
 from m2mhub.auth.secrets import new_password
 from m2mhub.core.errors import NotFoundError
@@ -38,12 +40,33 @@ class DemoCredentials(msgspec.Struct):
     console_password: str = ""  # of CONSOLE_USER
 
 
-def demo_rules() -> str:
+def demo_rules(webhook_url: str) -> str:
     """The demo's rules (YAML): the fleet's incidents raise alarms; the tank drives its pump."""
-    return files("m2mhub.sim").joinpath("demo-rules.yaml").read_text(encoding="utf-8")
+    text = files("m2mhub.sim").joinpath("demo-rules.yaml").read_text(encoding="utf-8")
+    return text.replace("{webhook_url}", webhook_url)
 
 
-async def prepare(platform: Platform, data_dir: Path, fleet: Fleet) -> DemoCredentials:
+def webhook_receiver(show: Callable[[str], None]) -> FastAPI:
+    """A stand-in for another system: shows each webhook the demo's rules send it."""
+    receiver = FastAPI(openapi_url=None)
+
+    @receiver.post("/webhook")
+    async def receive(request: Request) -> dict[str, str]:
+        body = await request.json()
+        alarm = body.get("alarm") or {}
+        show(
+            f"webhook received: {body.get('event')} by rule {body.get('rule')} on "
+            f"{body.get('device')} {alarm.get('severity', '')} (signed "
+            f"{request.headers.get('x-m2mhub-signature', 'no')[:19]}...)"
+        )
+        return {}
+
+    return receiver
+
+
+async def prepare(
+    platform: Platform, data_dir: Path, fleet: Fleet, *, webhook_url: str
+) -> DemoCredentials:
     """Create what the demo needs, or find it again; returns the credentials to use.
 
     Idempotent: what exists is kept, what the fleet adds is created, and a device
@@ -106,7 +129,7 @@ async def prepare(platform: Platform, data_dir: Path, fleet: Fleet) -> DemoCrede
             )
             for device_id in asset.devices:
                 await store.assign_device(made.id, pks[device_id], now_ms())
-    await apply_rule_file(store, demo_rules(), source="demo-rules.yaml")
+    await apply_rule_file(store, demo_rules(webhook_url), source="demo-rules.yaml")
     _save(path, saved)
     return saved
 

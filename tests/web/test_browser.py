@@ -62,7 +62,7 @@ class Fleet:
     admin_key: str
     tokens: dict[str, str]
 
-    def post(self, device_id: str, values: dict[str, Any]) -> None:
+    def post(self, device_id: str, values: dict[str, Any] | list[dict[str, Any]]) -> None:
         response = httpx.post(
             f"{self.server.url}/api/v1/devices/{device_id}/telemetry",
             json=values,
@@ -266,3 +266,132 @@ def test_the_server_stops_at_once_with_a_live_page_open(browser: Any, tmp_path: 
         output = running.server.output()
         assert "Application shutdown complete" in output, output
         assert "Traceback" not in output and "ERROR" not in output, output
+
+
+def _csp_violations(page: Any) -> list[str]:
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return violations
+
+
+def test_the_map_shows_markers_tracks_and_geofences_without_tiles(
+    browser: Any, fleet: Fleet
+) -> None:
+    now = int(time.time() * 1000)
+    track = [
+        {
+            "ts": now - 60_000 * (5 - i),
+            "values": {"lat": 48.85 + i * 0.002, "lon": 2.35 + i * 0.001},
+        }
+        for i in range(5)
+    ]
+    fleet.post("meter-1", track)
+    fleet.post("meter-2", {"lat": 48.8584, "lon": 2.2945})
+    fence = {
+        "name": "depot",
+        "scope": {"type": "meter"},
+        "condition": {"geofence": {"circle": {"lat": 48.856, "lon": 2.352, "radius_m": 800}}},
+        "actions": [{"alarm": {"severity": "warning", "message": "At the depot"}}],
+    }
+    created = httpx.post(
+        f"{fleet.server.url}/api/v1/rules",
+        json=fence,
+        headers={"Authorization": f"Bearer {fleet.admin_key}"},
+        timeout=10,
+    )
+    assert created.status_code in (201, 409), created.text
+    with _page(browser, fleet.server) as page:
+        violations = _csp_violations(page)
+        _sign_in(page, fleet.server, Role.ADMIN)
+        page.click("nav >> text=Map")
+        page.wait_for_url("**/console/map")
+        page.locator("#map path.pt-device").first.wait_for()
+        assert page.locator("#map path.pt-device, #map .cluster").count() >= 1
+        assert page.locator("#map img.leaflet-tile").count() == 0  # no tile URL: no tiles
+        page.locator("#map path.fence").wait_for()
+        for _ in range(4):  # zoomed out, the two meters 4 km apart become one cluster
+            page.click(".leaflet-control-zoom-out")
+            page.wait_for_timeout(300)
+        page.locator("#map .cluster", has_text="2").wait_for()
+        _shot(page, "map-cluster")
+        page.fill("#track-form input[name=device]", "meter-1")
+        page.click("button:has-text('Show track')")
+        page.locator("#track-info", has_text="5 positions").wait_for()
+        page.locator("#map path.track").wait_for()
+        _shot(page, "map")
+        # Reshape the geofence with the keyboard: the radius field, then save.
+        page.click("[data-edit-fence='0']")
+        page.fill("#fence-form input[name=radius_m]", "1200")
+        page.click("button:has-text('Save geofence')")
+        page.wait_for_load_state("load")
+        page.locator("#map path.fence").wait_for()
+        assert violations == [], violations
+    saved = fleet.api("/api/v1/rules/depot")["rule"]["condition"]["geofence"]
+    assert saved["circle"] == {"lat": 48.856, "lon": 2.352, "radius_m": 1200.0}
+
+
+def test_a_rule_edit_shows_the_api_error_in_place_and_tests_against_history(
+    browser: Any, fleet: Fleet
+) -> None:
+    now = int(time.time() * 1000)
+    fleet.post("meter-2", [{"ts": now - 120_000, "values": {"power_kw": 180}}])
+    with _page(browser, fleet.server) as page:
+        violations = _csp_violations(page)
+        _sign_in(page, fleet.server, Role.ADMIN)
+        page.click("nav >> text=Rules")
+        page.locator("tr[data-rule=overload]").wait_for()
+        _shot(page, "rules")
+        page.click("text=overload")
+        page.wait_for_url("**/console/rules/overload")
+        text = page.input_value("#definition")
+        line = next(line for line in text.splitlines() if line.strip() == "above: 100.0")
+        indent = line[: len(line) - len(line.lstrip())]
+        page.fill("#definition", text.replace(line, f"{line}\n{indent}clear_below: 120"))
+        page.click("button:has-text('Save')")
+        error = page.locator("#rule-error")
+        error.locator("code", has_text="condition.threshold").wait_for()
+        assert "clear_below (120.0) must be <= above" in error.inner_text()
+        assert page.get_attribute("#definition", "aria-invalid") == "true"
+        page.fill("#definition", text)
+        page.fill("#test-form input[name=device]", "meter-2")
+        page.click("button:has-text('Test against history')")
+        results = page.locator("#test-results")
+        results.locator("td", has_text="raised").first.wait_for()
+        assert "alarm major: Power above 100 kW" in results.inner_text()
+        _shot(page, "rule")
+        assert violations == [], violations
+
+
+def test_an_operator_imports_assets_and_assigns_a_device(
+    browser: Any, fleet: Fleet, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "assets.csv"
+    sheet.write_text("name,kind,devices,rated_kw\ngen-1,generator,meter-1,250\npump-1,pump,,\n")
+    with _page(browser, fleet.server) as page:
+        _sign_in(page, fleet.server, Role.OPERATOR)
+        page.click("nav >> text=Assets")
+        page.locator("text=No assets yet.").wait_for()
+        page.set_input_files("#import-form input[type=file]", str(sheet))
+        page.click("#import-form button")
+        row = page.locator("tr[data-asset='gen-1']")
+        row.wait_for()  # the table reloads after the import
+        assert "meter-1" in row.inner_text()
+        pump = page.locator("tr[data-asset='pump-1']")
+        pump.locator("summary").click()
+        pump.locator("input[name=device]").fill("meter-2")
+        pump.locator("button:has-text('Assign')").click()
+        page.locator("tr[data-asset='pump-1'] .attached", has_text="meter-2").wait_for()
+        _shot(page, "assets")
+    with _page(browser, fleet.server, width=820) as page:  # a tablet held upright
+        _sign_in(page, fleet.server, Role.VIEWER)
+        page.goto(f"{fleet.server.url}/console/assets")
+        page.locator("tr[data-asset='gen-1']").wait_for()
+        assert page.locator("form[data-api], #import-form").count() == 0
+        _shot(page, "assets-tablet")
+        page.goto(f"{fleet.server.url}/console/map")
+        page.locator("#map .leaflet-interactive").first.wait_for()
+        assert page.locator("[data-edit-fence]").count() == 0
+        _shot(page, "map-tablet")

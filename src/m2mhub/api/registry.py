@@ -37,6 +37,7 @@ from m2mhub.api.schemas import (
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.platform import Platform
+from m2mhub.registry.assets_csv import import_assets_csv
 from m2mhub.registry.naming import check_name, check_path_name
 from m2mhub.store.models import ApiKey, Asset, Device, DeviceType, KeySpec
 
@@ -328,6 +329,38 @@ async def create_asset(body: AssetIn, who: Operator, platform: PlatformDep) -> A
         body.properties,
     )
     return asset_out(asset)
+
+
+@router.post(
+    "/assets/import",
+    status_code=201,
+    response_model=list[AssetOut],
+    tags=["assets"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "name,kind,devices,site\ngenerator-7,generator,meter-001,north\n",
+                }
+            },
+        }
+    },
+)
+async def import_assets(request: Request, who: Operator, platform: PlatformDep) -> list[AssetOut]:
+    """Create many assets from CSV (columns name, and optional kind, devices, properties).
+
+    All or nothing: if any row has an error, nothing is created and the 422
+    response lists every error with its row number.
+    """
+    body = await read_body(request, platform.settings.max_body_bytes * 16)
+    async with platform.audit.track(
+        tenant_id=who.tenant_id, actor=who.subject, action="asset.import", target="assets"
+    ) as audited:
+        created = await import_assets_csv(platform.store, who.tenant_id, body.decode("utf-8-sig"))
+        audited.details["names"] = [a.name for a in created]
+    return [asset_out(a) for a in created]
 
 
 @router.get("/assets", response_model=AssetList, tags=["assets"])

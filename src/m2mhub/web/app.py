@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from m2mhub.auth.sessions import Sessions, load_secret
 from m2mhub.config import Settings
 from m2mhub.platform import Platform
-from m2mhub.web import alarms, audit, device, fleet, login
+from m2mhub.web import alarms, assets, audit, device, fleet, geomap, login, rules
 from m2mhub.web.routing import PREFIX
 from m2mhub.web.templating import HERE
 
@@ -21,7 +21,13 @@ log = logging.getLogger(__name__)
 STATIC: Final = HERE / "static"
 # Copied from node_modules by `npm ci` in this directory (make does it); not committed.
 VENDOR: Final = STATIC / "vendor"
-VENDOR_FILES: Final = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
+VENDOR_FILES: Final = (
+    "htmx.min.js",
+    "uPlot.iife.min.js",
+    "uPlot.min.css",
+    "leaflet.js",
+    "leaflet.css",
+)
 
 
 def install(app: FastAPI, settings: Settings, platform: Platform) -> None:
@@ -38,8 +44,9 @@ def install(app: FastAPI, settings: Settings, platform: Platform) -> None:
             HERE,
         )
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
-    for module in (login, fleet, alarms, audit, device):
+    for module in (login, fleet, alarms, audit, device, rules, geomap, assets):
         app.include_router(module.router)
+    app.include_router(rules.json_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

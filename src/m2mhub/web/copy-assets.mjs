@@ -10,8 +10,11 @@ const files = {
   "htmx.org/dist/htmx.min.js": "htmx.min.js",
   "uplot/dist/uPlot.iife.min.js": "uPlot.iife.min.js",
   "uplot/dist/uPlot.min.css": "uPlot.min.css",
+  "leaflet/dist/leaflet.js": "leaflet.js",
+  "leaflet/dist/leaflet.css": "leaflet.css",
   "htmx.org/LICENSE": "htmx.LICENSE",
   "uplot/LICENSE": "uPlot.LICENSE",
+  "leaflet/LICENSE": "leaflet.LICENSE",
 };
 rmSync(vendor, { recursive: true, force: true });
 mkdirSync(vendor, { recursive: true });

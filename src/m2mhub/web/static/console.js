@@ -105,6 +105,7 @@
       if (form.dataset.reset !== "false") form.reset();
       toast(form.dataset.done || "Done");
       if (form.dataset.refresh) htmx.trigger(document.body, form.dataset.refresh);
+      if ("reload" in form.dataset) location.reload();
     } catch (err) {
       if (alert) alert.textContent = err.message;
       else toast(err.message);
