@@ -25,6 +25,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/ingest_mqtt.py
 	$(BIN)/python bench/ingest_mqtt.py --batch 10 --messages 60000 --embedded-messages 3000
 	$(BIN)/python bench/commands_mqtt.py
+	$(BIN)/python bench/console.py
+	$(BIN)/python bench/rules.py
 
 # npm ci: the console's front-end libraries as locked, copied to src/m2mhub/web/static/vendor/.
 $(VENV)/.installed: pyproject.toml src/m2mhub/web/package-lock.json

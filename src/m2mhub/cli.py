@@ -276,6 +276,7 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
     else:
         address = BrokerAddress.from_settings(settings)
         broker_host, broker_port = address.host, address.port
+    url = f"http://{settings.host}:{settings.port}"
     fleet = FleetRunner(
         run.fleet,
         build_models(run.fleet, run.seed, origin_ms=clock.start_ms),
@@ -285,8 +286,8 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
         clock=clock,
         backfill_ms=run.backfill_ms,
         interval_s=run.interval,
+        http_url=url,
     )
-    url = f"http://{settings.host}:{settings.port}"
     shown = demo_setup.SHOWN_DEVICE
     token = credentials.tokens[shown]
     out.print(
@@ -306,9 +307,11 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
     out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
     out.print(f"device [bold]{shown}[/bold] token: [bold]{token}[/bold]")
     pace = "real time" if run.speed == 1 else f"{run.speed:g}x until it catches up with the clock"
+    over_http = sum(1 for d in run.fleet.devices if d.transport == "http")
     out.print(
-        f"{len(run.fleet.devices)} simulated devices report over MQTT ({pace}); "
-        "the demo's rules raise alarms and run the water tower's pump. Try:"
+        f"{len(run.fleet.devices) - over_http} simulated devices report over MQTT and "
+        f"{over_http} over HTTP ({pace}); the demo's rules raise alarms and run the water "
+        "tower's pump. Try:"
     )
     out.print(f"  curl -H 'Authorization: Bearer {credentials.admin_key}' {url}/api/v1/latest")
     out.print(
@@ -334,8 +337,10 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
             running.result()  # the fleet failed: say why
     finally:
         running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        # A device cut off while it connected or said goodbye is not the demo's failure.
+        [stopped] = await asyncio.gather(running, return_exceptions=True)
+        if isinstance(stopped, Exception):
+            logging.getLogger(__name__).warning("the simulated fleet stopped: %r", stopped)
         server.should_exit = True
         await serving
         receiver.should_exit = True

@@ -76,6 +76,10 @@ class FleetType(msgspec.Struct, frozen=True):
     description: str | None = None
 
 
+#: How a simulated device talks to m2mhub.
+Transport = Literal["mqtt", "http"]
+
+
 class FleetDevice(msgspec.Struct, frozen=True):
     """A device: its type, the model simulating it and the model's parameters."""
 
@@ -86,6 +90,7 @@ class FleetDevice(msgspec.Struct, frozen=True):
     params: Any  # the model's parameters Struct, e.g. MeterParams
     report_interval_s: int
     labels: dict[str, str] = {}
+    transport: Transport = "mqtt"  # how it reports: MQTT through the SDK, or the HTTP API
 
 
 class FleetAsset(msgspec.Struct, frozen=True):
@@ -140,6 +145,7 @@ class _DeviceDecl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     params: dict[str, Any] = {}
     labels: dict[str, str] = {}
     report_interval_s: _Interval | None = None
+    transport: Transport = "mqtt"
 
 
 class _FleetDecl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -310,6 +316,7 @@ def _check_device(field: str, raw: object, types: dict[str, FleetType]) -> Fleet
         params=params,
         report_interval_s=decl.report_interval_s or device_type.report_interval_s,
         labels=decl.labels,
+        transport=decl.transport,
     )
 
 

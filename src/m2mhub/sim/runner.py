@@ -1,9 +1,10 @@
-"""Runs a simulated fleet against m2mhub over MQTT, each device through the device SDK.
+"""Runs a simulated fleet against m2mhub, each device over its own transport.
 
-Every device is a :class:`m2mhub.device.DeviceClient` of its own: it connects with its
-id and token, sends its model's readings at its report interval, and handles the
-commands its model understands (a pump's ``set_pump``). History can be backfilled
-first, and device time can run faster than the wall clock (:class:`LiveClock`).
+An MQTT device is a :class:`m2mhub.device.DeviceClient` of its own: it connects with
+its id and token, sends its model's readings at its report interval, and handles the
+commands its model understands (a pump's ``set_pump``). An HTTP device posts its
+readings to the device API with its token (:class:`HttpDevice`). History can be
+backfilled first, and device time can run faster than the wall clock (:class:`LiveClock`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import httpx
+
+from m2mhub.core.errors import M2MHubError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.device import DeviceClient, PayloadError
 from m2mhub.sim.base import AnyModel
@@ -55,6 +59,48 @@ class LiveClock:
         return self._sim.wall_seconds(device_ms) if self.is_fast else device_ms / 1000
 
 
+class HttpDevice:
+    """A device that posts to ``/api/v1/devices/{id}/telemetry``, keeping what failed.
+
+    Readings are queued and posted as a batch (original timestamps kept); a post
+    that fails leaves them queued for the next one, as a device's store-and-forward
+    would (docs/devices.md#store-and-forward).
+    """
+
+    #: The most readings in one post (the platform's default limit is 10,000).
+    BATCH: Final = 1000
+
+    def __init__(self, client: httpx.AsyncClient, device_id: str, token: str) -> None:
+        self.client = client
+        self.device_id = device_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.queued: list[dict[str, Any]] = []
+        self.acknowledged = 0
+
+    async def send(self, values: Mapping[str, Any], *, ts: int) -> None:
+        self.queued.append({"ts": ts, "values": dict(values)})
+        if len(self.queued) >= self.BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self.queued:
+            batch = self.queued[: self.BATCH]
+            try:
+                response = await self.client.post(
+                    f"/api/v1/devices/{self.device_id}/telemetry",
+                    json=batch,
+                    headers=self.headers,
+                )
+            except httpx.HTTPError as exc:
+                log.warning("%s: %s", self.device_id, exc)
+                return
+            if response.status_code != 200:
+                log.warning("%s: HTTP %s %s", self.device_id, response.status_code, response.text)
+                return
+            del self.queued[: len(batch)]
+            self.acknowledged += len(batch)
+
+
 @dataclass
 class DeviceTally:
     """What one simulated device handed to its client, and what became of it."""
@@ -77,6 +123,7 @@ class FleetRunner:
         clock: LiveClock,
         backfill_ms: int = 0,
         interval_s: float | None = None,
+        http_url: str | None = None,
     ) -> None:
         self.fleet = fleet
         self.models = models
@@ -86,6 +133,7 @@ class FleetRunner:
         self.clock = clock
         self.backfill_ms = backfill_ms
         self.interval_s = interval_s
+        self.http_url = http_url
         self.tallies = {d.id: DeviceTally() for d in fleet.devices}
 
     @property
@@ -98,16 +146,51 @@ class FleetRunner:
 
     async def run(self) -> None:
         """Run the fleet until cancelled; each device says goodbye on the way out."""
-        async with asyncio.TaskGroup() as group:
+        if self.http_url is None and any(d.transport == "http" for d in self.fleet.devices):
+            raise M2MHubError("the fleet has HTTP devices: give the runner the platform's URL")
+        async with (
+            httpx.AsyncClient(base_url=self.http_url or "", timeout=30) as http,
+            asyncio.TaskGroup() as group,
+        ):
             for spec in self.fleet.devices:
-                group.create_task(self._run_device(spec), name=f"sim-{spec.id}")
+                if spec.transport == "http":
+                    device = HttpDevice(http, spec.id, self.tokens[spec.id])
+                    group.create_task(self._run_http_device(spec, device), name=f"sim-{spec.id}")
+                else:
+                    group.create_task(self._run_device(spec), name=f"sim-{spec.id}")
+
+    def _intervals(self, spec: FleetDevice) -> tuple[int, int]:
+        """(history, live) report intervals in ms: --interval changes the live pace only."""
+        history_ms = spec.report_interval_s * 1000
+        return history_ms, round((self.interval_s or spec.report_interval_s) * 1000)
+
+    async def _run_http_device(self, spec: FleetDevice, device: HttpDevice) -> None:
+        model = self.models[spec.id]
+        tally = self.tallies[spec.id]
+        history_ms, interval_ms = self._intervals(spec)
+        try:
+            start = self.clock.now_ms()
+            if self.backfill_ms:
+                for ts, values in backfill(model, start - self.backfill_ms, start, history_ms):
+                    await device.send(values, ts=ts)
+                    tally.reports += 1
+            while True:
+                ts = self.clock.now_ms()
+                values = model.step(ts)
+                if values:
+                    await device.send(values, ts=ts)
+                    tally.reports += 1
+                await device.flush()
+                await asyncio.sleep(self.clock.wall_seconds(interval_ms))
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(device.flush(), FLUSH_TIMEOUT_S)
+            tally.failed += len(device.queued)
 
     async def _run_device(self, spec: FleetDevice) -> None:
         model = self.models[spec.id]
         tally = self.tallies[spec.id]
-        # History at the device's own pace; --interval changes the live pace only.
-        history_ms = spec.report_interval_s * 1000
-        interval_ms = round((self.interval_s or spec.report_interval_s) * 1000)
+        history_ms, interval_ms = self._intervals(spec)
         device = DeviceClient(spec.id, self.tokens[spec.id], host=self.host, port=self.port)
         if isinstance(model, Pump):
             pump = model

@@ -120,6 +120,28 @@
   let source = null;
   let sourceUrl = "";
 
+  // Sections reload on these events: at once, then at most once a second, the last event of
+  // the second included. (htmx's own throttle drops the events of its window: a command's
+  // final state, a few milliseconds after "sent", was never shown.)
+  const RELOAD_WINDOW_MS = 1000;
+  const waiting = new Map(); // event name -> the latest data not yet triggered, or null
+  function notify(name, data) {
+    if (waiting.has(name)) {
+      waiting.set(name, data);
+      return;
+    }
+    htmx.trigger(document.body, name, data);
+    waiting.set(name, null);
+    const flush = () => {
+      const last = waiting.get(name);
+      if (last === null) return waiting.delete(name);
+      waiting.set(name, null);
+      htmx.trigger(document.body, name, last);
+      setTimeout(flush, RELOAD_WINDOW_MS);
+    };
+    setTimeout(flush, RELOAD_WINDOW_MS);
+  }
+
   function setLive(state, text) {
     const live = document.getElementById("live");
     if (!live) return;
@@ -159,7 +181,7 @@
       container.querySelectorAll("[data-last-seen]").forEach((c) => setTime(c, Date.now()));
       setStatus(container, "online");
     });
-    if (unseen) htmx.trigger(document.body, "m2m:values");
+    if (unseen) notify("m2m:values", {});
   }
 
   function handle(kind, data) {
@@ -168,7 +190,9 @@
       document.querySelectorAll(`[data-device="${CSS.escape(data.device_id)}"]`)
         .forEach((c) => setStatus(c, data.online ? "online" : "offline"));
     }
-    htmx.trigger(document.body, `m2m:${kind}`, data);
+    // Every reading reaches the chart (it has its own pace); sections reload through notify.
+    if (kind === "readings_stored") htmx.trigger(document.body, `m2m:${kind}`, data);
+    else notify(`m2m:${kind}`, data);
   }
 
   function connect() {
@@ -183,7 +207,7 @@
     source.addEventListener("ready", () => {
       setLive("live", "live");
       // After a reconnection, what happened meanwhile was missed: reload the sections.
-      if (opened) KINDS.forEach((kind) => htmx.trigger(document.body, `m2m:${kind}`, {}));
+      if (opened) KINDS.forEach((kind) => notify(`m2m:${kind}`, {}));
       opened = true;
     });
     source.addEventListener("error", () => {

@@ -1,6 +1,7 @@
 // The map: positions (clustered on a pixel grid), a device's track from the history API, and
-// geofences, which admins reshape (drag the handles or type the numbers) and save through
-// the rules API. Without a tile URL the map is a plain background with a scale.
+// geofences, which admins reshape (drag the handles or type the numbers) or create (a circle
+// at the map's centre) and save through the rules API. Without a tile URL the map is a plain
+// background with a scale.
 (() => {
   "use strict";
   const data = JSON.parse(document.getElementById("map-data").textContent);
@@ -262,4 +263,64 @@
     }
     location.reload();
   });
+
+  // -- a new circular geofence at the map's centre (admins; POST /api/v1/rules) -------------
+  const create = document.getElementById("new-fence-form");
+  if (create) {
+    let preview = null;
+    const drawPreview = () => {
+      const [lat, lon, r] = [create.lat.value, create.lon.value, create.radius_m.value].map(Number);
+      if (![lat, lon, r].every(Number.isFinite) || r <= 0) return;
+      if (preview) preview.setLatLng([lat, lon]).setRadius(r);
+      else preview = L.circle([lat, lon], { radius: r, className: "fence fence-editing" }).addTo(fenceLayer);
+    };
+    const closeNew = () => {
+      preview?.remove();
+      preview = null;
+      create.hidden = true;
+      document.getElementById("new-fence-error").textContent = "";
+    };
+    document.getElementById("new-fence").addEventListener("click", () => {
+      stopEdit();
+      const centre = map.getCenter();
+      const bounds = map.getBounds();
+      // A quarter of the visible width, in round metres.
+      const width = map.distance([centre.lat, bounds.getWest()], [centre.lat, bounds.getEast()]);
+      create.lat.value = round(centre.lat);
+      create.lon.value = round(centre.lng);
+      create.radius_m.value = Math.max(1, Math.round(width / 4));
+      create.hidden = false;
+      drawPreview();
+      create.name.focus();
+    });
+    create.addEventListener("input", drawPreview);
+    document.getElementById("new-fence-cancel").addEventListener("click", closeNew);
+    create.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const error = document.getElementById("new-fence-error");
+      error.textContent = "";
+      const rule = {
+        name: create.name.value.trim(),
+        scope: { [create.scope.value]: create.target.value.trim() },
+        condition: {
+          geofence: {
+            circle: { lat: Number(create.lat.value), lon: Number(create.lon.value), radius_m: Number(create.radius_m.value) },
+            trigger: create.trigger.value,
+          },
+        },
+        actions: [{ alarm: { severity: create.severity.value, message: create.message.value.trim() } }],
+      };
+      const response = await fetch("/api/v1/rules", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf() },
+        body: JSON.stringify(rule),
+      });
+      const answer = await response.json().catch(() => null);
+      if (!response.ok) {
+        error.textContent = answer?.error?.message || `The server answered ${response.status}`;
+        return;
+      }
+      location.reload();
+    });
+  }
 })();
