@@ -3,8 +3,12 @@
 It never slows ingest: it reads the bus through its own bounded queue and
 works in its own task. Per (rule, device) it keeps a
 :class:`~m2mhub.rules.conditions.RuleState`, saved in the store whenever it
-changes (before any action runs), so a restarted process neither fires again
-nor forgets a running duration. A timer (``tick``) lets time pass for
+changes in a way that matters to what the rule does next (before any action
+runs), so a restarted process neither fires again nor forgets a running
+duration. A change of the newest evaluated reading (``last_ts``) alone is kept
+in memory and written in batches at each tick and on stop (docs/rules.md,
+"Restarts"): most readings change nothing else, and one transaction per reading
+would set the engine's pace. A timer (``tick``) lets time pass for
 durations, count windows and silence.
 
 Several processes may run rules on one database, each on the events of its
@@ -51,6 +55,7 @@ from m2mhub.rules.conditions import (
 from m2mhub.rules.expr import SELF, EvaluationError, Expression, MissingValue, parse
 from m2mhub.rules.firing import FiredAlarm, Firing
 from m2mhub.rules.model import Action, NotifyAction, Rule, WebhookAction, duration_ms
+from m2mhub.rules.persist import BATCH, save_states
 from m2mhub.rules.service import alias_devices, apply_rule_file, rule_of, scope_devices
 from m2mhub.store.models import Alarm, Device, StoredRule
 
@@ -128,6 +133,9 @@ class RulesEngine:
         self._by_device: dict[int, list[LoadedRule]] = {}
         self._states: dict[tuple[int, int], RuleState] = {}
         self._versions: dict[tuple[int, int], int] = {}  # of each state as saved; absent: 0
+        # States whose newest ``last_ts`` is not saved yet (nothing else differs from the
+        # saved one): written by :meth:`flush`, at each tick and on stop.
+        self._dirty: set[tuple[int, int]] = set()
         self._paused: set[tuple[int, int]] = set()
         self._version: tuple[int, int] | None = None
         self._loaded_at = 0.0
@@ -165,7 +173,7 @@ class RulesEngine:
         await self._subscribed.wait()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop."""
+        """Finish what is queued, save what only memory holds, then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), 5.0)
         for task in self._tasks:
@@ -174,6 +182,11 @@ class RulesEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        try:
+            await self.flush()
+        except Exception:
+            self.errors += 1
+            log.exception("rules: saving the newest reading times on stop failed")
 
     async def drain(self) -> None:
         """Wait until every event published so far has been evaluated."""
@@ -245,6 +258,7 @@ class RulesEngine:
             for key in [k for k in self._states if k[0] not in loaded]:
                 del self._states[key]
                 self._versions.pop(key, None)
+                self._dirty.discard(key)
             self.rules = loaded
             self._by_device = _index_by_device(loaded.values())
             self._paused = pauses
@@ -335,7 +349,15 @@ class RulesEngine:
                 state = saved = await self._fire(item, device, step, ts, "reading")
                 first = index + 1
             else:
-                if state == saved or await self._save(item, device, state):
+                if state == saved:
+                    return
+                if _only_last_ts(saved, state):
+                    # Nothing the rule does next depends on it: saved at the next flush.
+                    key = (item.id, device.pk)
+                    self._states[key] = state
+                    self._dirty.add(key)
+                    return
+                if await self._save(item, device, state):
                     return
                 self._lost(item, device, readings[-1][0], "reading")
         self._give_up(item, device)
@@ -355,7 +377,8 @@ class RulesEngine:
             await self._apply(item, device, on_connection, event.ts, "presence")
 
     async def tick(self, now: int | None = None) -> None:
-        """Let time pass for durations, count windows and silence (``no_data``)."""
+        """Let time pass for durations, count windows and silence (``no_data``), then
+        save the newest reading times held in memory (:meth:`flush`)."""
         at = now if now is not None else self.clock()
         async with self._lock:
             for item in list(self.rules.values()):
@@ -365,6 +388,37 @@ class RulesEngine:
                 on_tick = partial(condition.on_tick, now=at)
                 for device in item.targets.values():
                     await self._apply(item, device, on_tick, at, "timer")
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Save the states whose newest ``last_ts`` only memory holds, in batches.
+
+        Each row is saved over the version this process has, like any save: where another
+        process saved first, its state is loaded instead (keeping this process's newer
+        ``last_ts``, see :meth:`_load`). Evaluation waits only while a batch is written.
+        """
+        pending = list(self._dirty)  # what later evaluations add waits for the next flush
+        for start in range(0, len(pending), BATCH):
+            async with self._lock:
+                keys = [k for k in pending[start : start + BATCH] if k in self._dirty]
+                self._dirty.difference_update(keys)
+                rows = [
+                    (k[0], k[1], encode_state(self._states[k]), self._versions.get(k, 0))
+                    for k in keys
+                    if k in self._states and k[0] in self.rules
+                ]
+                try:
+                    stored = await save_states(self.store, rows)
+                except BaseException:
+                    self._dirty.update((r[0], r[1]) for r in rows)  # the next flush tries again
+                    raise
+                for rule_id, device_pk, text, version in rows:
+                    key = (rule_id, device_pk)
+                    if stored[key] == (text, version + 1):
+                        self._versions[key] = version + 1
+                    else:
+                        self.conflicts += 1
+                        self._load(key, stored[key])
 
     async def _apply(
         self,
@@ -420,16 +474,33 @@ class RulesEngine:
         ):
             self._states[key] = state
             self._versions[key] = version + 1
+            self._dirty.discard(key)
             return True
         self.conflicts += 1
-        saved = await self.store.rule_state(item.id, device.pk)
+        self._load(key, await self.store.rule_state(item.id, device.pk))
+        return False
+
+    def _load(self, key: tuple[int, int], saved: tuple[str, int] | None) -> None:
+        """Take the stored state (another process saved it) in place of the cached one.
+
+        The newest ``last_ts`` this process evaluated is kept if the stored one is older
+        (it may not have been flushed yet): within a process, a reading not newer than
+        one already evaluated stays skipped. Only ``last_ts`` then differs from the
+        stored state, so the key is left for the next flush.
+        """
+        cached = self._states.get(key)
+        self._dirty.discard(key)
         if saved is None:  # the rule was deleted meanwhile
             self._states.pop(key, None)
             self._versions.pop(key, None)
-        else:
-            self._states[key] = decode_state(saved[0])
-            self._versions[key] = saved[1]
-        return False
+            return
+        state = decode_state(saved[0])
+        newest = cached.last_ts if cached is not None else None
+        if newest is not None and (state.last_ts is None or state.last_ts < newest):
+            state.last_ts = newest
+            self._dirty.add(key)
+        self._states[key] = state
+        self._versions[key] = saved[1]
 
     def _lost(self, item: LoadedRule, device: Device, ts: int, how: str) -> None:
         """Trace a lost save, with the state it loaded instead."""
@@ -714,6 +785,11 @@ def _index_by_device(rules: Iterable[LoadedRule]) -> dict[int, list[LoadedRule]]
         for pk in item.targets.keys() | item.alias_pks:
             index.setdefault(pk, []).append(item)
     return index
+
+
+def _only_last_ts(before: RuleState, after: RuleState) -> bool:
+    """Whether ``after`` differs from ``before`` in its newest reading time alone."""
+    return msgspec.structs.replace(after, last_ts=before.last_ts) == before
 
 
 def _fired_alarm(alarm: Alarm | None) -> FiredAlarm | None:
