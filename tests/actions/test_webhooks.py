@@ -250,5 +250,6 @@ async def test_two_platforms_deliver_each_once(database: Database, receiver: Rec
         await wait_for(all_delivered, what="30 deliveries")
         requests = receiver.received()
         assert sorted(r.headers["X-M2MHub-Delivery"] for r in requests) == sorted(ids)
+        # Each delivered once between them. Usually both take part, but a process that
+        # starts first on a busy host may claim everything: that is allowed.
         assert one.platform.deliveries.delivered + two.platform.deliveries.delivered == 30
-        assert one.platform.deliveries.delivered > 0 and two.platform.deliveries.delivered > 0
