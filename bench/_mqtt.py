@@ -20,56 +20,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
-#: Fixed-header first bytes (MQTT 3.1.1 section 2.2).
-CONNECT: Final = 0x10
-CONNACK: Final = 0x20
-PUBLISH_QOS1: Final = 0x32
-PUBACK: Final = 0x40
-SUBSCRIBE: Final = 0x82
-SUBACK: Final = 0x90
+from m2mhub.sim.mqtt_wire import (
+    CONNACK,
+    PUBACK,
+    SUBACK,
+    connect_packet,
+    next_packet,
+    puback_packet,
+    publish_packet,
+    subscribe_packet,
+)
 
 #: How many connections are opened at once (Mosquitto's listen backlog is 100).
 CONNECTING_AT_ONCE: Final = 64
-
-
-def _remaining_length(length: int) -> bytes:
-    """Variable-length encoding of the remaining length (section 2.2.3)."""
-    out = bytearray()
-    while True:
-        length, digit = divmod(length, 128)
-        out.append(digit | 0x80 if length else digit)
-        if not length:
-            return bytes(out)
-
-
-def _string(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(data)) + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _remaining_length(len(body)) + body
-
-
-def connect_packet(client_id: str, username: str, password: str) -> bytes:
-    """CONNECT with a clean session, user name and password, no keep-alive (section 3.1)."""
-    flags = 0x80 | 0x40 | 0x02
-    header = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 0)
-    return _packet(CONNECT, header + _string(client_id) + _string(username) + _string(password))
-
-
-def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
-    """PUBLISH at QoS 1 (section 3.3)."""
-    return _packet(PUBLISH_QOS1, _string(topic) + struct.pack("!H", packet_id) + payload)
-
-
-def subscribe_packet(topic_filter: str, packet_id: int) -> bytes:
-    """SUBSCRIBE to one filter at QoS 1 (section 3.8)."""
-    return _packet(SUBSCRIBE, struct.pack("!H", packet_id) + _string(topic_filter) + b"\x01")
-
-
-def puback_packet(packet_id: int) -> bytes:
-    return bytes([PUBACK, 2]) + struct.pack("!H", packet_id)
 
 
 def prepare_messages(topic: str, payloads: Sequence[bytes]) -> list[bytes]:
@@ -130,22 +93,8 @@ class DeviceConnection(asyncio.Protocol):
     def _parse(self, buffer: bytes) -> bytes:
         """Handle every whole packet in ``buffer``; returns the incomplete rest."""
         acks = 0
-        while len(buffer) >= 2:
-            length, shift, index = 0, 0, 1
-            while True:
-                if index >= len(buffer):
-                    return buffer
-                byte = buffer[index]
-                length |= (byte & 0x7F) << shift
-                index += 1
-                shift += 7
-                if not byte & 0x80:
-                    break
-            end = index + length
-            if end > len(buffer):
-                break
-            first, body = buffer[0], buffer[index:end]
-            buffer = buffer[end:]
+        while (found := next_packet(buffer)) is not None:
+            first, body, buffer = found
             kind = first & 0xF0
             if kind == PUBACK:
                 acks += 1

@@ -22,15 +22,20 @@ import time
 from collections.abc import Sequence
 from typing import Final, cast
 
-#: Fixed-header first bytes (MQTT 3.1.1 section 2.2).
-CONNECT: Final = 0x10
-CONNACK: Final = 0x20
-PUBLISH_QOS0: Final = 0x30
-PUBLISH_QOS1: Final = 0x32
-PUBACK: Final = 0x40
-PINGREQ: Final = b"\xc0\x00"
-PINGRESP: Final = 0xD0
-DISCONNECT: Final = b"\xe0\x00"
+from m2mhub.sim.mqtt_wire import (
+    CONNACK,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBLISH_QOS0,
+    PUBLISH_QOS1,
+    connect_packet,
+    next_packet,
+    remaining_length,
+    string,
+)
+
 #: CONNACK return codes (section 3.2.2.3).
 CONNACK_REASONS: Final = {
     1: "unacceptable protocol version",
@@ -43,32 +48,6 @@ CONNACK_REASONS: Final = {
 CONNECTING_AT_ONCE: Final = 64
 #: Bytes written but not yet taken by the kernel before a QoS 0 device waits.
 WRITE_HIGH_WATER: Final = 256 * 1024
-
-
-def _remaining_length(length: int) -> bytes:
-    """Variable-length encoding of the remaining length (section 2.2.3)."""
-    out = bytearray()
-    while True:
-        length, digit = divmod(length, 128)
-        out.append(digit | 0x80 if length else digit)
-        if not length:
-            return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def connect_packet(client_id: str, username: str | None, password: str | None) -> bytes:
-    """CONNECT with a clean session and no keep-alive (section 3.1)."""
-    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 0) + _string(client_id)
-    if username is not None:
-        body += _string(username)
-    if password is not None:
-        body += _string(password)
-    return bytes([CONNECT]) + _remaining_length(len(body)) + body
 
 
 class MqttDevice(asyncio.Protocol):
@@ -95,7 +74,7 @@ class MqttDevice(asyncio.Protocol):
         self.quota = quota  #: how many messages the device sends in all; None: no end
         self.window = window
         self.payloads = payloads
-        self.topic = _string(topic)
+        self.topic = string(topic)
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.allowed = 0  #: messages the pacing allows so far (may be more than sent)
@@ -149,22 +128,9 @@ class MqttDevice(asyncio.Protocol):
 
     def _parse(self, buffer: bytes) -> bytes:
         """Handle every whole packet in ``buffer``; returns the incomplete rest."""
-        while len(buffer) >= 2:
-            length, shift, index = 0, 0, 1
-            while True:
-                if index >= len(buffer):
-                    return buffer
-                byte = buffer[index]
-                length |= (byte & 0x7F) << shift
-                index += 1
-                shift += 7
-                if not byte & 0x80:
-                    break
-            end = index + length
-            if end > len(buffer):
-                break
-            kind, body = buffer[0] & 0xF0, buffer[index:end]
-            buffer = buffer[end:]
+        while (found := next_packet(buffer)) is not None:
+            first, body, buffer = found
+            kind = first & 0xF0
             if kind == PUBACK:
                 self._confirmed(1)
             elif kind == PINGRESP and self._pinged_at:
@@ -204,10 +170,10 @@ class MqttDevice(asyncio.Protocol):
             if self.qos:
                 self._next_id = self._next_id % 65_535 + 1
                 body = topic + struct.pack("!H", self._next_id) + payload
-                packets.append(bytes([PUBLISH_QOS1]) + _remaining_length(len(body)) + body)
+                packets.append(bytes([PUBLISH_QOS1]) + remaining_length(len(body)) + body)
             else:
                 body = topic + payload
-                packets.append(bytes([PUBLISH_QOS0]) + _remaining_length(len(body)) + body)
+                packets.append(bytes([PUBLISH_QOS0]) + remaining_length(len(body)) + body)
         self.settled.clear()
         if not self.qos:
             # Ask for a confirmation every half window, and after the last message allowed.
