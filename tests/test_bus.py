@@ -27,3 +27,17 @@ async def test_tenant_filter() -> None:
         bus.publish(event(2, 2))
         assert mine.lag == 1
         assert (await mine.get()).tenant_id == 2
+
+
+async def test_stats_by_name_keep_drops_of_ended_subscriptions() -> None:
+    bus = Bus()
+    async with bus.subscribe(maxsize=2, name="console") as tab:
+        for n in range(5):
+            bus.publish(event(1, n))
+        assert tab.dropped == 3
+    async with bus.subscribe(maxsize=2, name="console"), bus.subscribe(name="rules"):
+        bus.publish(event(1, 9))
+        stats = bus.stats()
+        assert (stats["console"].live, stats["console"].lag, stats["console"].dropped) == (1, 1, 3)
+        assert (stats["rules"].live, stats["rules"].lag, stats["rules"].dropped) == (1, 1, 0)
+    assert bus.stats()["console"].dropped == 3 and bus.stats()["console"].live == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -122,9 +123,10 @@ Event = (
 class Subscription:
     """A bounded queue of events for one subscriber."""
 
-    def __init__(self, maxsize: int, tenant_id: int | None) -> None:
+    def __init__(self, maxsize: int, tenant_id: int | None, name: str = "subscriber") -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.tenant_id = tenant_id
+        self.name = name
         self.dropped = 0
 
     def offer(self, event: Event) -> None:
@@ -148,6 +150,8 @@ class Bus:
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        # events dropped by subscriptions that have ended, by name: the metric never goes back
+        self._dropped_before: dict[str, int] = {}
 
     def publish(self, event: Event) -> None:
         for subscription in self._subscriptions:
@@ -155,16 +159,42 @@ class Bus:
 
     @asynccontextmanager
     async def subscribe(
-        self, *, maxsize: int = 1000, tenant_id: int | None = None
+        self, *, maxsize: int = 1000, tenant_id: int | None = None, name: str = "subscriber"
     ) -> AsyncIterator[Subscription]:
-        """A subscription that lasts as long as the ``async with`` block."""
-        subscription = Subscription(maxsize, tenant_id)
+        """A subscription that lasts as long as the ``async with`` block; ``name`` (rules,
+        console, ...) labels its lag and drops in the metrics."""
+        subscription = Subscription(maxsize, tenant_id, name)
         self._subscriptions.add(subscription)
         try:
             yield subscription
         finally:
             self._subscriptions.discard(subscription)
+            if subscription.dropped:
+                before = self._dropped_before.get(name, 0)
+                self._dropped_before[name] = before + subscription.dropped
 
     @property
     def subscribers(self) -> int:
         return len(self._subscriptions)
+
+    def stats(self) -> dict[str, SubscriberStats]:
+        """Per subscriber name: how many are live, events waiting, events dropped ever."""
+        stats = {
+            name: SubscriberStats(live=0, lag=0, dropped=dropped)
+            for name, dropped in self._dropped_before.items()
+        }
+        for subscription in self._subscriptions:
+            entry = stats.setdefault(subscription.name, SubscriberStats(0, 0, 0))
+            entry.live += 1
+            entry.lag += subscription.lag
+            entry.dropped += subscription.dropped
+        return stats
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    """The state of the bus subscribers that share a name."""
+
+    live: int
+    lag: int
+    dropped: int

@@ -281,6 +281,7 @@ async def test_health_metrics_and_openapi(api: Api) -> None:
     metrics = (await api.client.get("/metrics")).text
     assert "m2mhub_ingest_values_total 2.0" in metrics
     assert "m2mhub_ingest_rejected_total 1.0" in metrics
+    assert "m2mhub_rules_errors_total 0.0" in metrics
     spec = (await api.client.get("/openapi.json")).json()
     assert "/api/v1/devices/{device_id}/telemetry" in spec["paths"]
     assert "/api/v1/devices/{device_id}/aggregates" in spec["paths"]

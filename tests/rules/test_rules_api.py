@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from m2mhub.config import Settings
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
@@ -90,6 +92,13 @@ async def test_a_disabled_rule_does_not_fire(hub: Hub) -> None:
     assert len(await hub.alarms()) == 1
 
 
+async def test_the_engine_queue_is_in_the_metrics(hub: Hub) -> None:
+    await hub.platform.rules.drain()
+    metrics = (await hub.client.get("/metrics")).text
+    assert 'm2mhub_bus_lag{subscriber="rules"}' in metrics
+    assert 'm2mhub_bus_dropped_total{subscriber="rules"} 0.0' in metrics
+
+
 async def test_invalid_rules_name_the_field(hub: Hub) -> None:
     bad = RULE | {"condition": {"threshold": {"key": "temp", "above": 80, "clear_below": 90}}}
     response = await hub.client.post("/api/v1/rules", json=bad, headers=hub.admin)
@@ -109,10 +118,47 @@ def test_rule_file_errors_name_the_rule_and_field() -> None:
         parse_rule_file(bad, source="rules.yaml")
     except RuleError as exc:
         assert exc.field == "rules[1].condition.for"
-        assert exc.message.startswith("rules.yaml: rules[1].condition.for: 'five minutes'")
+        assert exc.message.startswith("rules.yaml:15: rules[1].condition.for: 'five minutes'")
     else:
         raise AssertionError("accepted a bad duration")
     assert [r.name for r in parse_rule_file(RULES_YAML).rules] == ["tank-low", "hot"]
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "field"),
+    [
+        # an unknown key: the line of that key
+        (
+            ("clear_above: 20}", "clear_above: 20, colour: red}"),
+            7,
+            "rules[0].condition.threshold.colour",
+        ),
+        # a type mismatch
+        (("below: 10", "below: low"), 7, "rules[0].condition.threshold.below"),
+        # an expression that could run forever is not in the language
+        (
+            ("threshold: {key: temp, above: 80}", "expression: 'temp ** 99999999 > 1'"),
+            14,
+            "rules[1].condition.expression",
+        ),
+        # the same name twice: the second one
+        (("name: hot", "name: tank-low"), 11, "rules[1]"),
+    ],
+)
+def test_rule_file_errors_name_the_line(change: tuple[str, str], line: int, field: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rule_file(RULES_YAML.replace(*change), source="rules.yaml")
+    assert caught.value.field == field
+    assert caught.value.message.startswith(f"rules.yaml:{line}: "), caught.value.message
+
+
+def test_a_bare_list_of_rules_names_the_line_too() -> None:
+    bare = "- name: a\n  scope: {device: d}\n  condition:\n    threshold: {key: k}\n"
+    with pytest.raises(RuleError) as caught:
+        parse_rule_file(bare, source="list.yaml")
+    assert caught.value.message.startswith("list.yaml:4: rules[0].condition.threshold"), (
+        caught.value.message
+    )
 
 
 async def test_rules_file_is_applied_at_start(tmp_path: Path) -> None:

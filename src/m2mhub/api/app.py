@@ -46,6 +46,29 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily(
             "m2mhub_bus_subscribers", "Live bus subscribers", value=p.bus.subscribers
         )
+        lag = GaugeMetricFamily(
+            "m2mhub_bus_lag", "Events waiting in bus subscribers' queues", labels=["subscriber"]
+        )
+        dropped = CounterMetricFamily(
+            "m2mhub_bus_dropped",
+            "Events a bus subscriber fell too far behind to receive",
+            labels=["subscriber"],
+        )
+        for name, stats in sorted(p.bus.stats().items()):
+            lag.add_metric([name], stats.lag)
+            dropped.add_metric([name], stats.dropped)
+        yield lag
+        yield dropped
+        yield CounterMetricFamily(
+            "m2mhub_rules_errors",
+            "Rule evaluations or actions that failed in this process",
+            value=p.rules.errors,
+        )
+        yield CounterMetricFamily(
+            "m2mhub_rules_conflicts",
+            "Rule state saves lost to another process (each followed by a reload)",
+            value=p.rules.conflicts,
+        )
         yield CounterMetricFamily(
             "m2mhub_deliveries_delivered",
             "Webhooks and notifications delivered by this process",

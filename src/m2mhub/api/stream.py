@@ -117,8 +117,9 @@ async def _events(
     kinds: set[str],
 ) -> AsyncIterator[bytes]:
     heartbeat = platform.settings.stream_heartbeat_s
+    subscribe = platform.bus.subscribe
     async with (
-        platform.bus.subscribe(maxsize=QUEUE_SIZE, tenant_id=tenant_id) as subscription,
+        subscribe(maxsize=QUEUE_SIZE, tenant_id=tenant_id, name="console") as subscription,
         streams_of(request.app).opened() as closing,
     ):
         yield f"retry: {RETRY_MS}\n\n".encode()

@@ -195,7 +195,7 @@ class RulesEngine:
             await self._idle.wait()
 
     async def _listen(self) -> None:
-        async with self.platform.bus.subscribe(maxsize=10_000) as subscription:
+        async with self.platform.bus.subscribe(maxsize=10_000, name="rules") as subscription:
             self._subscription = subscription
             self._subscribed.set()
             try:

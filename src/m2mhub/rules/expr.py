@@ -171,6 +171,16 @@ class Expression:
         if isinstance(node, ast.BinOp):
             left, right = self._compile(node.left), self._compile(node.right)
             if isinstance(node.op, ast.Pow):
+                exponent = node.right
+                if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op, ast.USub):
+                    exponent = exponent.operand
+                if (
+                    isinstance(exponent, ast.Constant)
+                    and isinstance(exponent.value, int | float)
+                    and abs(exponent.value) > MAX_EXPONENT
+                ):
+                    # known now, so refused on apply rather than at the first evaluation
+                    raise self._refuse(node, f"an exponent above {MAX_EXPONENT}")
                 return lambda v: _power(left(v), right(v))
             op = _BINARY.get(type(node.op))
             if op is None:

@@ -413,8 +413,53 @@ def parse_rule(data: Any) -> Rule:
         raise _translate(exc) from None
 
 
+_PATH_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_of(text: str, field: str | None) -> int | None:
+    """The line (1-based) of ``field`` (a path like ``rules[1].condition.for``) in the YAML
+    ``text``: the deepest part of the path the file holds, so a missing key points at its
+    parent. None when the text is not YAML."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    parts = [int(i) if i else name for name, i in _PATH_PART.findall(field or "")]
+    if isinstance(node, yaml.SequenceNode) and parts[:1] == ["rules"]:
+        parts = parts[1:]  # a bare list of rules stands for {rules: [...]}
+    line = node.start_mark.line
+    for part in parts:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line
+        elif isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            names = (part, "for") if part == "for_" else (part,)
+            entry = next((kv for kv in node.value if kv[0].value in names), None)
+            if entry is None:
+                break
+            line = entry[0].start_mark.line
+            node = entry[1]
+        else:
+            break
+    return line + 1
+
+
+def _at(source: str, text: str, field: str | None) -> str:
+    """``source:line`` for an error message, like a compiler names a file and line."""
+    line = line_of(text, field)
+    return f"{source}:{line}" if line is not None else source
+
+
 def parse_rule_file(text: str, *, source: str = "rules file") -> RuleFile:
-    """Rules from YAML (or JSON): ``{tenant: ..., rules: [...]}`` or a bare list of rules."""
+    """Rules from YAML (or JSON): ``{tenant: ..., rules: [...]}`` or a bare list of rules.
+
+    A :class:`RuleError` names the file, the line and the field: ``rules.yaml:12:
+    rules[1].condition.for: ...``.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -427,12 +472,15 @@ def parse_rule_file(text: str, *, source: str = "rules file") -> RuleFile:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
         error = _translate(exc)
-        raise RuleError(f"{source}: {error.message}", field=error.field) from None
+        where = _at(source, text, error.field)
+        raise RuleError(f"{where}: {error.message}", field=error.field) from None
     names = [r.name for r in parsed.rules]
     for index, name in enumerate(names):
         if name in names[:index]:
+            field = f"rules[{index}].name"
             raise RuleError(
-                f"{source}: rules[{index}].name: {name!r} is used twice", field=f"rules[{index}]"
+                f"{_at(source, text, field)}: {field}: {name!r} is used twice",
+                field=f"rules[{index}]",
             )
     return parsed
 
@@ -458,6 +506,7 @@ __all__ = [
     "Scope",
     "WebhookAction",
     "duration_ms",
+    "line_of",
     "parse_rule",
     "parse_rule_file",
 ]

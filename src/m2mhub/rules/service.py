@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import msgspec
 
-from m2mhub.rules.model import Rule, RuleError, RuleFile, Scope, parse_rule, parse_rule_file
+from m2mhub.rules.model import (
+    Rule,
+    RuleError,
+    RuleFile,
+    Scope,
+    line_of,
+    parse_rule,
+    parse_rule_file,
+)
 from m2mhub.store.base import Store
 from m2mhub.store.models import Device, StoredRule
 
@@ -35,7 +43,9 @@ async def apply_rule_file(
     parsed = parse_rule_file(text, source=source)
     tenant = await store.get_tenant(parsed.tenant)
     if tenant is None:
-        raise RuleError(f"{source}: tenant {parsed.tenant!r} does not exist", field="tenant")
+        line = line_of(text, "tenant")
+        where = f"{source}:{line}" if line is not None else source
+        raise RuleError(f"{where}: tenant {parsed.tenant!r} does not exist", field="tenant")
     applied = []
     for rule in parsed.rules:
         _, created = await save_rule(store, tenant.id, rule, source="file")
