@@ -258,6 +258,9 @@ def test_the_demo_rules_fire_alarm_command_and_webhook(tmp_path: Path) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
             alarms = client.get("/api/v1/alarms", params={"rule": "fill-tank-north"}).json()
             assert [a["device"] for a in alarms["items"]] == ["tank-north"]
+            # The pump's type declares the command the rule sends (and the device handles).
+            pump_type = client.get("/api/v1/device-types/pump").json()
+            assert [m["name"] for m in pump_type["methods"]] == ["set_pump"]
             # The pump got its command over MQTT and answered it through the SDK.
             deadline = time.monotonic() + 20
             while True:

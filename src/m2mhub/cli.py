@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from m2mhub.apps.fleet import cli as fleet_cli
+from m2mhub.apps.metering.cli import billing_app, metering_app
 from m2mhub.audit import AuditLog
 from m2mhub.bus import Bus
 from m2mhub.commands.service import CommandService
@@ -42,7 +44,7 @@ from m2mhub.platform import Platform
 from m2mhub.registry.service import ImportRejected, Registry, parse_labels
 from m2mhub.sim.fleet import Fleet
 from m2mhub.store import Store, open_store
-from m2mhub.store.models import Command, KeySpec
+from m2mhub.store.models import Command, DeviceType, KeySpec, MethodSpec, ParamSpec
 from m2mhub.store.postgres import redact
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(command_app, name="command")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alarms_app, name="alarms")
+app.add_typer(fleet_cli.app, name="fleet")
+app.add_typer(metering_app, name="metering")
+app.add_typer(billing_app, name="billing")
 
 # soft_wrap: keys, tokens and commands must stay on one line to be copied from a pipe or log.
 out = Console(soft_wrap=True)
@@ -739,6 +744,43 @@ def _parse_key_spec(text: str) -> KeySpec:
     return KeySpec(parts[0], value_type, parts[2] if len(parts) > 2 else None)
 
 
+def _fail(message: str) -> NoReturn:
+    """Print ``error: message`` and exit with code 2 (bad input)."""
+    err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(2)
+
+
+MethodsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="YAML or JSON file of the command methods its devices handle "
+        "(docs/commands.md#declaring-methods).",
+    ),
+]
+
+
+def _read_methods(path: Path) -> tuple[MethodSpec, ...]:
+    """The methods of a YAML (or JSON) file: a list, or ``methods:`` holding one."""
+    import yaml
+
+    from m2mhub.registry.methods import parse_methods
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"methods file: cannot read {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        _fail(f"methods file: {path}{where} is not valid YAML or JSON")
+    if isinstance(raw, dict) and set(raw) == {"methods"}:
+        raw = raw["methods"]
+    try:
+        return parse_methods(raw)
+    except M2MHubError as exc:
+        _fail(f"{path}: {exc.message}")
+
+
 @type_app.command("create")
 def type_create(
     name: str,
@@ -747,9 +789,11 @@ def type_create(
     interval: Annotated[int, typer.Option(help="Expected seconds between reports.")] = 60,
     strict: Annotated[bool, typer.Option(help="Refuse undeclared keys.")] = False,
     retention_days: Annotated[int | None, typer.Option(help="Days of raw data kept.")] = None,
+    methods_file: MethodsFileOpt = None,
 ) -> None:
     """Declare a device type."""
     specs = [_parse_key_spec(k) for k in key or []]
+    methods = _read_methods(methods_file) if methods_file else ()
 
     async def work(store: Store, registry: Registry) -> None:
         t = await registry.tenant(tenant)
@@ -760,10 +804,33 @@ def type_create(
             strict=strict,
             report_interval_s=interval,
             retention_days=retention_days,
+            methods=methods,
         )
 
     _run(work)
     out.print(f"device type [bold]{name}[/bold] created")
+
+
+@type_app.command("update")
+def type_update(
+    name: str,
+    methods_file: MethodsFileOpt = None,
+    clear_methods: Annotated[
+        bool, typer.Option(help="Declare no method: commands are sent as given.")
+    ] = False,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Change the command methods a device type declares."""
+    if (methods_file is None) == (not clear_methods):
+        _fail("methods: give either --methods-file or --clear-methods")
+    methods = _read_methods(methods_file) if methods_file else ()
+
+    async def work(store: Store, registry: Registry) -> None:
+        t = await registry.tenant(tenant)
+        await registry.update_device_type(t.id, name, methods=methods)
+
+    _run(work)
+    out.print(f"device type [bold]{name}[/bold] now declares {len(methods)} method(s)")
 
 
 @type_app.command("list")
@@ -774,7 +841,8 @@ def type_list(tenant: TenantOpt = "default") -> None:
         return await store.list_device_types((await registry.tenant(tenant)).id)
 
     table = Table("name", "keys", "interval (s)", "strict", "retention (days)")
-    for t in _run(work):
+    types = _run(work)
+    for t in types:
         keys = escape(", ".join(f"{k.key}{f' [{k.unit}]' if k.unit else ''}" for k in t.keys))
         table.add_row(
             t.name,
@@ -784,6 +852,56 @@ def type_list(tenant: TenantOpt = "default") -> None:
             str(t.retention_days or "-"),
         )
     out.print(table)
+    # Below the table, which has no room left on a narrow terminal.
+    declaring = [t for t in types if t.methods]
+    if declaring:
+        out.print("command methods (`m2mhub type show NAME` for their parameters):")
+    for t in declaring:
+        out.print(escape(f"  {t.name}: {', '.join(m.name for m in t.methods)}"))
+    if len(declaring) < len(types):
+        out.print("the other types declare no methods: any command is sent as given")
+
+
+@type_app.command("show")
+def type_show(name: str, tenant: TenantOpt = "default") -> None:
+    """A device type: its keys and the command methods its devices handle."""
+
+    async def work(store: Store, registry: Registry) -> DeviceType:
+        return await store.get_device_type((await registry.tenant(tenant)).id, name=name)
+
+    t = _run(work)
+    out.print(f"[bold]{escape(t.name)}[/bold]: reports every {t.report_interval_s} s")
+    for k in t.keys:
+        unit = f" [{k.unit}]" if k.unit else ""
+        about = f" - {k.description}" if k.description else ""
+        out.print(escape(f"  key {k.key}: {k.type.value}{unit}{about}"))
+    if not t.methods:
+        out.print("  methods: none declared; any command is sent as given")
+    for m in t.methods:
+        kind = "two-way" if m.two_way else "one-way"
+        timeout = f", answer within {m.timeout_s} s" if m.timeout_s and m.two_way else ""
+        about = f" - {m.description}" if m.description else ""
+        out.print(escape(f"  method {m.name} ({kind}{timeout}){about}"))
+        for p in m.params:
+            out.print(escape(f"    {p.name}: {_describe_param(p)}"))
+
+
+def _describe_param(p: ParamSpec) -> str:
+    """``integer 0..100 rpm, required - speed`` for ``type show``."""
+    text = p.type.value
+    if p.choices:
+        text += " " + "|".join(p.choices)
+    if p.min is not None or p.max is not None:
+        low = "" if p.min is None else f"{p.min:g}"
+        high = "" if p.max is None else f"{p.max:g}"
+        text += f" {low}..{high}"
+    if p.unit:
+        text += f" {p.unit}"
+    if p.required:
+        text += ", required"
+    if p.default is not None:
+        text += f", default {json.dumps(p.default)}"
+    return text + (f" - {p.description}" if p.description else "")
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -911,7 +1029,12 @@ def command_send(
     params: Annotated[str, typer.Option(help="Parameters as a JSON object.")] = "{}",
     oneway: Annotated[bool, typer.Option(help="No result expected: done once delivered.")] = False,
     ttl: Annotated[int, typer.Option(help="Seconds it may wait for an offline device.")] = 3600,
-    timeout: Annotated[int, typer.Option(help="Seconds to wait for a result once sent.")] = 30,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds to wait for a result once sent; default: the method's, else 30."
+        ),
+    ] = None,
     wait: Annotated[float, typer.Option(help="Wait this many seconds for the outcome.")] = 0,
     tenant: TenantOpt = "default",
 ) -> None:
@@ -948,7 +1071,7 @@ def command_send(
             decoded,
             oneway=oneway,
             ttl_ms=ttl * 1000,
-            timeout_ms=timeout * 1000,
+            timeout_ms=timeout * 1000 if timeout is not None else None,
             created_by=f"cli:{getpass.getuser()}",
         )
         target = f"device:{device}" if device is not None else f"group:{group}"

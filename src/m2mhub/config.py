@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -89,6 +89,25 @@ class Settings(BaseSettings):
         50.0,
         gt=0,
         description="Messages per second one device may publish (a burst of 5x is allowed).",
+    )
+    # GPS tracker protocols (ingest role): each on its own port, devices known by their IMEI.
+    trackers: str = Field(
+        "",
+        description="Tracker protocols to serve as name:port pairs, e.g. "
+        "'teltonika:5027,gt06:5023' (Teltonika also on UDP on its port; port 0 picks a free "
+        "one); empty serves none.",
+    )
+    tracker_host: str = Field(
+        "127.0.0.1", description="Address the tracker servers listen on (0.0.0.0: all)."
+    )
+    tracker_idle_timeout_s: float = Field(
+        600.0, gt=0, description="A tracker connection with no whole frame for this long is cut."
+    )
+    tracker_max_connections: int = Field(
+        10_000, ge=1, description="Open connections one tracker protocol accepts."
+    )
+    tracker_max_speed_kmh: float = Field(
+        300.0, gt=0, description="A fix implying a faster move since the last one is refused."
     )
     # Webhooks and notifications (the delivery worker runs with the scheduler role).
     webhook_timeout_s: float = Field(
@@ -178,10 +197,30 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'm2mhub.db'}"
 
+    @field_validator("trackers")
+    @classmethod
+    def _tracker_pairs(cls, value: str) -> str:
+        _tracker_ports(value)
+        return value
+
+    def tracker_ports(self) -> dict[str, int]:
+        """``trackers`` parsed: protocol name -> port."""
+        return _tracker_ports(self.trackers)
+
     def role_set(self) -> set[str]:
         """The roles this process runs."""
         roles = {r.strip() for r in self.roles.split(",") if r.strip()}
         return {"api", "ingest", "scheduler", "rules"} if "all" in roles else roles
+
+
+def _tracker_ports(text: str) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, port = item.partition(":")
+        if not name.strip() or not port.strip().isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{item!r} is not name:port (e.g. teltonika:5027)")
+        ports[name.strip().lower()] = int(port)
+    return ports
 
 
 ROLES: Final = frozenset({"all", "api", "ingest", "scheduler", "rules"})

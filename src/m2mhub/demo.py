@@ -17,6 +17,7 @@ from typing import Final
 import msgspec
 from fastapi import FastAPI, Request
 
+from m2mhub.apps.fleet import storage as fleet_storage
 from m2mhub.auth.secrets import new_password
 from m2mhub.core.errors import NotFoundError
 from m2mhub.core.timeutil import now_ms
@@ -32,6 +33,12 @@ SHOWN_DEVICE: Final = "meter-001"
 
 #: The console account the demo makes (an admin of the demo tenant).
 CONSOLE_USER: Final = "demo@example.com"
+#: Device types whose devices are vehicles (docs/fleet.md), with their fleet settings: the
+#: vans and the trackers on construction equipment get trips, stops and utilization.
+FLEET_TYPES: Final[dict[str, dict[str, object]]] = {
+    "vehicle": {"overspeed_kmh": 130},
+    "asset-tracker": {},
+}
 
 
 class DemoCredentials(msgspec.Struct):
@@ -88,7 +95,7 @@ async def prepare(
     if await store.get_user(tenant.id, CONSOLE_USER) is None:
         saved.console_password = new_password()
         await registry.create_user(tenant.id, CONSOLE_USER, Role.ADMIN, saved.console_password)
-    types = {t.name for t in await store.list_device_types(tenant.id)}
+    types = {t.name: t for t in await store.list_device_types(tenant.id)}
     for name, spec in fleet.types.items():
         if name not in types:
             await registry.create_device_type(
@@ -97,7 +104,11 @@ async def prepare(
                 list(spec.keys),
                 strict=spec.strict,
                 report_interval_s=spec.report_interval_s,
+                methods=spec.methods,
             )
+        elif spec.methods and not types[name].methods:
+            # A demo made before types declared methods: its pump gets its command form.
+            await registry.update_device_type(tenant.id, name, methods=spec.methods)
     pks: dict[str, int] = {}
     for device in fleet.devices:
         try:
@@ -129,6 +140,13 @@ async def prepare(
             )
             for device_id in asset.devices:
                 await store.assign_device(made.id, pks[device_id], now_ms())
+    profiled = {p.type_name for p in await fleet_storage.profiles(store, tenant.id)}
+    for name, overrides in FLEET_TYPES.items():
+        if name in fleet.types and name not in profiled:
+            found = await store.get_device_type(tenant.id, name=name)
+            await fleet_storage.set_profile(
+                store, tenant.id, found.id, dict(overrides), fleet.timezone
+            )
     await apply_rule_file(store, demo_rules(webhook_url), source="demo-rules.yaml")
     _save(path, saved)
     return saved

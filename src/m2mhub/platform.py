@@ -19,6 +19,7 @@ from typing import Any
 
 from m2mhub.actions import DeliveryWorker, Notifier, WebhookService
 from m2mhub.alarms import AlarmService
+from m2mhub.apps.fleet.service import FleetService
 from m2mhub.audit import AuditLog
 from m2mhub.bus import (
     AttributesReported,
@@ -34,6 +35,10 @@ from m2mhub.connect.mqtt.dynsec import DynamicSecurity
 from m2mhub.connect.mqtt.embedded import EmbeddedBroker
 from m2mhub.connect.mqtt.topics import INBOUND
 from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport, embedded_address
+from m2mhub.connect.trackers.filtering import FilterSettings, Fix, PositionFilter, Reading
+from m2mhub.connect.trackers.positions import LAT, LON
+from m2mhub.connect.trackers.protocols import tracker_protocol
+from m2mhub.connect.trackers.server import ServerLimits, TrackerServer
 from m2mhub.core.timeutil import now_ms
 from m2mhub.ingest.batching import BatchWriter, store_stage
 from m2mhub.ingest.payload import Limits
@@ -73,10 +78,21 @@ class Platform:
         # Rules and alarms (the engine listens on the bus with the rules role).
         self.alarms = AlarmService(self.store, self.bus, audit=self.audit)
         self.rules = RulesEngine(self)
+        # Trips, stops and events of vehicles (apps/fleet), also with the rules role.
+        self.fleet = FleetService(self)
         self.rejected = 0
         self.broker: EmbeddedBroker | None = None
         self.accounts: DynamicSecurity | None = None
         self.mqtt: MqttTransport | None = None
+        # GPS trackers in their own protocols (ingest role), and phones over OsmAnd (api).
+        self.positions = PositionFilter(
+            FilterSettings(
+                max_speed_kmh=settings.tracker_max_speed_kmh,
+                future_tolerance_ms=settings.future_tolerance_s * 1000,
+            ),
+            self._last_fix,
+        )
+        self.trackers: list[TrackerServer] = []
 
     async def __aenter__(self) -> Platform:
         await self.store.open()
@@ -90,7 +106,10 @@ class Platform:
                 self.registry.accounts = self.accounts
             if "ingest" in roles and self.settings.mqtt_enabled:
                 await self._start_mqtt()
+            if "ingest" in roles:
+                await self._start_trackers()
         except BaseException:
+            await self._stop_trackers()
             await self._stop_mqtt()
             await self.writer.stop()
             await self.store.close()
@@ -98,6 +117,9 @@ class Platform:
         if self.mqtt is not None:
             # Commands queued by other processes (the CLI, an API-only process).
             self._jobs.append(asyncio.create_task(self._every(1.0, self.commands.deliver_queued)))
+        if self.trackers:
+            # The same for trackers connected to this process.
+            self._jobs.append(asyncio.create_task(self._every(1.0, self.commands.deliver_linked)))
         if "scheduler" in self.settings.role_set():
             self._jobs += [
                 asyncio.create_task(self._every(2.0, self.commands.expire)),
@@ -113,6 +135,7 @@ class Platform:
         if "rules" in self.settings.role_set():
             try:
                 await self.rules.start()
+                await self.fleet.start()
             except BaseException:
                 await self.__aexit__(None, None, None)
                 raise
@@ -121,6 +144,7 @@ class Platform:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self.fleet.stop()
         await self.rules.stop()
         for job in self._jobs:
             job.cancel()
@@ -128,6 +152,7 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await job
         await self.deliveries.stop()
+        await self._stop_trackers()
         await self._stop_mqtt()
         await self.writer.stop()
         await self.store.close()
@@ -166,6 +191,49 @@ class Platform:
         if self.broker is not None:
             await self.broker.stop()
             self.broker = None
+
+    async def _start_trackers(self) -> None:
+        settings = self.settings
+        limits = ServerLimits(
+            idle_timeout_s=settings.tracker_idle_timeout_s,
+            max_connections=settings.tracker_max_connections,
+        )
+        for name, port in settings.tracker_ports().items():
+            protocol = tracker_protocol(name)
+            server = TrackerServer(
+                protocol,
+                find_device=self.registry.device,
+                store=self.store_positions,
+                position_filter=self.positions,
+                downlinks=self.commands,
+                host=settings.tracker_host,
+                port=port,
+                udp=protocol.has_udp,
+                limits=limits,
+            )
+            await server.start()
+            self.trackers.append(server)
+
+    async def _stop_trackers(self) -> None:
+        for server in self.trackers:
+            await server.stop()
+        self.trackers.clear()
+
+    async def store_positions(self, device: Device, readings: list[Reading], source: str) -> None:
+        """Readings from a tracker protocol, through the ingest pipeline like any other."""
+        device_type = await self.registry.device_type_of(device)
+        await self.ingest(IngestBatch(device, device_type, readings, now_ms(), source=source))
+
+    async def _last_fix(self, device_pk: int) -> Fix | None:
+        latest = (await self.store.latest([device_pk], [LAT, LON])).get(device_pk, {})
+        lat, lon = latest.get(LAT), latest.get(LON)
+        if lat is None or lon is None:
+            return None
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in (lat[1], lon[1])
+        ):
+            return None
+        return max(lat[0], lon[0]), float(lat[1]), float(lon[1])
 
     # -- ingest stages owned by the platform --------------------------------------
 

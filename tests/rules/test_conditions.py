@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from m2mhub.rules.conditions import CompiledCondition, RuleState, haversine_m, in_polygon
+from m2mhub.core.geo import haversine_m
+from m2mhub.rules.conditions import CompiledCondition, RuleState, in_polygon
 from m2mhub.rules.expr import SELF
 from m2mhub.rules.model import parse_rule
 

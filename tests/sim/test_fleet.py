@@ -187,7 +187,7 @@ def test_errors_name_the_field(change: Any, message: str) -> None:
 def test_vehicle_route_errors_name_the_route() -> None:
     def bad_route(fleet: dict[str, Any]) -> None:
         fleet["types"]["vehicle"] = {"keys": {k: None for k in ("lat", "lon", "speed_kmh")}}
-        for key in ("heading_deg", "fuel_pct", "odometer_km"):
+        for key in ("heading_deg", "fuel_pct", "odometer_m"):
             fleet["types"]["vehicle"]["keys"][key] = None
         fleet["types"]["vehicle"]["keys"]["ignition"] = {"type": "bool"}
         fleet["devices"].append(

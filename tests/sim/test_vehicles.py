@@ -10,7 +10,7 @@ import pytest
 
 from m2mhub.core.values import Value
 from m2mhub.sim.geo import haversine_m
-from m2mhub.sim.keys import FUEL_PCT, IGNITION, LAT, LON, ODOMETER_KM, SPEED_KMH
+from m2mhub.sim.keys import FUEL_PCT, IGNITION, LAT, LON, ODOMETER_M, SPEED_KMH
 from m2mhub.sim.routes import ROUTES
 from m2mhub.sim.vehicles import Vehicle, VehicleParams
 from tests.sim.conftest import DAY, HOUR, MONDAY, hour_of, number, weekday_of
@@ -55,7 +55,7 @@ def test_odometer_counts_the_distance_between_positions(week: Trace) -> None:
             (number(a, LAT), number(a, LON)), (number(b, LAT), number(b, LON))
         )
     first, last = week.rows[0][1], week.rows[-1][1]
-    odometer_m = 1000 * (number(last, ODOMETER_KM) - number(first, ODOMETER_KM))
+    odometer_m = number(last, ODOMETER_M) - number(first, ODOMETER_M)
     assert odometer_m > 1_000_000  # about 300 km a working day
     assert travelled_m == pytest.approx(odometer_m, rel=0.02)
 

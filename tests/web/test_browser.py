@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 
 from m2mhub.core.values import Role
@@ -272,6 +273,12 @@ def test_an_operator_imports_assets_and_assigns_a_device(
 ) -> None:
     sheet = tmp_path / "assets.csv"
     sheet.write_text("name,kind,devices,rated_kw\ngen-1,generator,meter-1,250\npump-1,pump,,\n")
+    book = openpyxl.Workbook()
+    assert book.active is not None
+    book.active.append(["name", "kind", "capacity_l"])
+    book.active.append(["tank-1", "tank", 1500])
+    workbook = tmp_path / "tanks.xlsx"
+    book.save(workbook)
     with new_page(browser, fleet.server) as page:
         sign_in_as(page, fleet.server, Role.OPERATOR)
         page.click("nav >> text=Assets")
@@ -286,6 +293,11 @@ def test_an_operator_imports_assets_and_assigns_a_device(
         pump.locator("input[name=device]").fill("meter-2")
         pump.locator("button:has-text('Assign')").click()
         page.locator("tr[data-asset='pump-1'] .attached", has_text="meter-2").wait_for()
+        page.set_input_files("#import-form input[type=file]", str(workbook))
+        page.click("#import-form button")
+        tank = page.locator("tr[data-asset='tank-1']")
+        tank.wait_for()  # an Excel workbook goes the same way
+        assert "capacity_l" in tank.inner_text() and "1500" in tank.inner_text()
         screenshot(page, "assets")
     with new_page(browser, fleet.server, width=820) as page:  # a tablet held upright
         sign_in_as(page, fleet.server, Role.VIEWER)

@@ -18,8 +18,12 @@ from swagger_ui_bundle import swagger_ui_path
 from m2mhub import __version__
 from m2mhub.api import alarms as alarms_api
 from m2mhub.api import audit, commands, errors, ingest, notifications, registry, telemetry, webhooks
+from m2mhub.api import osmand as osmand_api
+from m2mhub.api import p1 as p1_api
 from m2mhub.api import rules as rules_api
 from m2mhub.api import stream as stream_api
+from m2mhub.apps.fleet import api as fleet_api
+from m2mhub.apps.metering import api as metering_api
 from m2mhub.config import Settings
 from m2mhub.platform import Platform
 
@@ -69,6 +73,7 @@ class PlatformCollector(Collector):
             "Rule state saves lost to another process (each followed by a reload)",
             value=p.rules.conflicts,
         )
+        yield from _tracker_metrics(p)
         yield CounterMetricFamily(
             "m2mhub_deliveries_delivered",
             "Webhooks and notifications delivered by this process",
@@ -84,6 +89,43 @@ class PlatformCollector(Collector):
             "Failed attempts that were retried later",
             value=p.deliveries.failed_attempts,
         )
+
+
+def _tracker_metrics(p: Platform) -> Iterator[Metric]:
+    labels = ["protocol"]
+    connections = CounterMetricFamily(
+        "m2mhub_tracker_connections", "Tracker connections accepted", labels=labels
+    )
+    readings = CounterMetricFamily(
+        "m2mhub_tracker_readings", "Tracker readings passed on to ingest", labels=labels
+    )
+    unknown = CounterMetricFamily(
+        "m2mhub_tracker_unknown_devices", "Trackers refused: IMEI unknown", labels=labels
+    )
+    idle = CounterMetricFamily(
+        "m2mhub_tracker_idle_timeouts", "Tracker connections cut for idling", labels=labels
+    )
+    dropped = CounterMetricFamily(
+        "m2mhub_tracker_frames_dropped",
+        "Tracker frames dropped (bad CRC, length, codec, ...)",
+        labels=[*labels, "reason"],
+    )
+    for server in p.trackers:
+        name, stats = server.protocol.name, server.stats
+        connections.add_metric([name], stats.connections)
+        readings.add_metric([name], stats.readings)
+        unknown.add_metric([name], stats.unknown_devices)
+        idle.add_metric([name], stats.idle_timeouts)
+        for reason, count in sorted(stats.dropped.items()):
+            dropped.add_metric([name, reason], count)
+    refused = CounterMetricFamily(
+        "m2mhub_positions_refused",
+        "Tracker fixes or readings refused by the position filter",
+        labels=["reason"],
+    )
+    for reason, count in sorted(p.positions.refused.items()):
+        refused.add_metric([reason], count)
+    yield from (connections, readings, unknown, idle, dropped, refused)
 
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
@@ -114,6 +156,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     serves_api = "api" in settings.role_set()
     if serves_api:
         app.include_router(ingest.router)
+        app.include_router(p1_api.router)
+        app.include_router(osmand_api.router)
         app.include_router(registry.router)
         app.include_router(telemetry.router)
         app.include_router(commands.router)
@@ -123,6 +167,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         app.include_router(rules_api.router)
         app.include_router(alarms_api.router)
         app.include_router(stream_api.router)
+        app.include_router(metering_api.router)
+        app.include_router(fleet_api.router)
         # Imported here: the console's pages use the API's modules (api <-> web otherwise).
         from m2mhub.web import install as install_console
 

@@ -20,9 +20,17 @@ router = APIRouter(prefix="/api/v1", tags=["commands and twins"])
 class CommandIn(Strict):
     method: str = Field(examples=["reboot"])
     params: dict[str, Any] = Field(default_factory=dict)
-    oneway: bool = Field(False, description="No result expected: done once delivered.")
+    oneway: bool = Field(
+        False,
+        description="No result expected: done once delivered (always so for a method "
+        "its type declares one-way).",
+    )
     ttl_s: int = Field(3600, description="How long the command may wait for an offline device.")
-    timeout_s: int = Field(30, description="How long to wait for a result once sent.")
+    timeout_s: int | None = Field(
+        None,
+        description="How long to wait for a result once sent; empty: the declared method's "
+        "timeout, else 30.",
+    )
     wait_s: float = Field(
         0, ge=0, le=60, description="Answer only when the command is done, or after this long."
     )
@@ -106,7 +114,7 @@ async def _send(
         body.params,
         oneway=body.oneway,
         ttl_ms=body.ttl_s * 1000,
-        timeout_ms=body.timeout_s * 1000,
+        timeout_ms=body.timeout_s * 1000 if body.timeout_s is not None else None,
         created_by=subject,
     )
     if body.wait_s:

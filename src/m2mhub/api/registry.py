@@ -29,6 +29,7 @@ from m2mhub.api.schemas import (
     GroupOut,
     ImportResult,
     KeySpecIn,
+    MethodIn,
     RetentionIn,
     TokenOut,
     UserIn,
@@ -37,9 +38,11 @@ from m2mhub.api.schemas import (
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.platform import Platform
-from m2mhub.registry.assets_csv import import_assets_csv
+from m2mhub.registry.assets_csv import decode_csv, import_assets_csv
+from m2mhub.registry.assets_xlsx import XLSX_MEDIA_TYPE, import_assets_xlsx, is_zip
+from m2mhub.registry.methods import methods_to_builtins, parse_methods
 from m2mhub.registry.naming import check_name, check_path_name
-from m2mhub.store.models import ApiKey, Asset, Device, DeviceType, KeySpec
+from m2mhub.store.models import ApiKey, Asset, Device, DeviceType, KeySpec, MethodSpec
 
 router = APIRouter(prefix="/api/v1")
 
@@ -54,6 +57,7 @@ def type_out(t: DeviceType) -> DeviceTypeOut:
         strict=t.strict,
         report_interval_s=t.report_interval_s,
         retention_days=t.retention_days,
+        methods=[MethodIn.model_validate(m) for m in methods_to_builtins(t.methods)],
         created=t.created_ms,
     )
 
@@ -85,6 +89,10 @@ def _specs(keys: list[KeySpecIn]) -> list[KeySpec]:
     return [KeySpec(k.key, k.type, k.unit, k.description) for k in keys]
 
 
+def _methods(methods: list[MethodIn]) -> tuple[MethodSpec, ...]:
+    return parse_methods([m.model_dump(exclude_none=True) for m in methods])
+
+
 # -- device types ------------------------------------------------------------------
 
 
@@ -92,7 +100,8 @@ def _specs(keys: list[KeySpecIn]) -> list[KeySpec]:
 async def create_device_type(
     body: DeviceTypeIn, who: Admin, platform: PlatformDep
 ) -> DeviceTypeOut:
-    """Declare a device type: its keys, units, value types and report interval."""
+    """Declare a device type: its keys, units, value types, report interval and the
+    command methods its devices handle."""
     created = await platform.registry.create_device_type(
         who.tenant_id,
         body.name,
@@ -100,6 +109,7 @@ async def create_device_type(
         strict=body.strict,
         report_interval_s=body.report_interval_s,
         retention_days=body.retention_days,
+        methods=_methods(body.methods),
     )
     return type_out(created)
 
@@ -118,7 +128,7 @@ async def get_device_type(name: str, who: Viewer, platform: PlatformDep) -> Devi
 async def update_device_type(
     name: str, body: DeviceTypePatch, who: Admin, platform: PlatformDep
 ) -> DeviceTypeOut:
-    """Change a type's keys, strictness, report interval or retention."""
+    """Change a type's keys, strictness, report interval, retention or command methods."""
     fields = body.model_fields_set
     updated = await platform.registry.update_device_type(
         who.tenant_id,
@@ -127,6 +137,7 @@ async def update_device_type(
         strict=body.strict,
         report_interval_s=body.report_interval_s,
         retention_days=body.retention_days if "retention_days" in fields else "keep",
+        methods=_methods(body.methods) if body.methods is not None else None,
     )
     return type_out(updated)
 
@@ -343,22 +354,31 @@ async def create_asset(body: AssetIn, who: Operator, platform: PlatformDep) -> A
                 "text/csv": {
                     "schema": {"type": "string"},
                     "example": "name,kind,devices,site\ngenerator-7,generator,meter-001,north\n",
-                }
+                },
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
             },
         }
     },
 )
 async def import_assets(request: Request, who: Operator, platform: PlatformDep) -> list[AssetOut]:
-    """Create many assets from CSV (columns name, and optional kind, devices, properties).
+    """Create many assets from a CSV file or an Excel workbook (.xlsx).
 
-    All or nothing: if any row has an error, nothing is created and the 422
-    response lists every error with its row number.
+    Columns name, and optional kind, devices, properties. The body is read as a workbook
+    when it is one (a zip archive) or is sent with the .xlsx media type, else as UTF-8
+    CSV. A workbook is read from its sheet named ``assets``, or its first sheet; formulas
+    count with the result saved in the file. All or nothing: if any row has an error,
+    nothing is created and the 422 response lists every error with its row number (as
+    Excel numbers it for a workbook).
     """
     body = await read_body(request, platform.settings.max_body_bytes * 16)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     async with platform.audit.track(
         tenant_id=who.tenant_id, actor=who.subject, action="asset.import", target="assets"
     ) as audited:
-        created = await import_assets_csv(platform.store, who.tenant_id, body.decode("utf-8-sig"))
+        if is_zip(body) or media_type == XLSX_MEDIA_TYPE:
+            created = await import_assets_xlsx(platform.store, who.tenant_id, body)
+        else:
+            created = await import_assets_csv(platform.store, who.tenant_id, decode_csv(body))
         audited.details["names"] = [a.name for a in created]
     return [asset_out(a) for a in created]
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from m2mhub.core.values import Role, ValueType
+from m2mhub.store.models import ParamType
 
 Scalar = float | int | bool | str
 
@@ -22,12 +23,47 @@ class KeySpecIn(Strict):
     description: str | None = None
 
 
+class ParamIn(Strict):
+    """A parameter of a command method (docs/commands.md#declaring-methods)."""
+
+    name: str = Field(examples=["rate_m3_h"])
+    # A plain string, checked by the registry, so that a wrong one is reported with its
+    # path (methods[1].params[0].type) like every other declaration error.
+    type: str = Field(
+        "number",
+        description="number, integer, boolean, string or enum.",
+        json_schema_extra={"enum": [t.value for t in ParamType]},
+    )
+    required: bool = False
+    default: Scalar | None = Field(None, description="Sent when the parameter is left out.")
+    min: float | None = Field(None, description="Lowest value (number and integer).")
+    max: float | None = Field(None, description="Highest value (number and integer).")
+    choices: list[str] | None = Field(None, description="The allowed values (enum).")
+    unit: str | None = Field(None, examples=["m³/h"])
+    description: str | None = None
+
+
+class MethodIn(Strict):
+    """A command method the devices of a type handle."""
+
+    name: str = Field(examples=["set_pump"])
+    description: str | None = None
+    two_way: bool = Field(True, description="The device answers; false: done once delivered.")
+    timeout_s: int | None = Field(
+        None, description="Seconds to wait for the answer; empty: the sender's (default 30)."
+    )
+    params: list[ParamIn] = []
+
+
 class DeviceTypeIn(Strict):
     name: str = Field(examples=["meter"])
     keys: list[KeySpecIn] = []
     strict: bool = Field(False, description="Refuse keys that are not declared.")
     report_interval_s: int = Field(60, description="Expected seconds between reports.")
     retention_days: int | None = Field(None, description="Days of raw data kept; empty = tenant's.")
+    methods: list[MethodIn] = Field(
+        [], description="Commands its devices handle; empty: any command is sent as given."
+    )
 
 
 class DeviceTypePatch(Strict):
@@ -35,6 +71,9 @@ class DeviceTypePatch(Strict):
     strict: bool | None = None
     report_interval_s: int | None = None
     retention_days: int | None = None
+    methods: list[MethodIn] | None = Field(
+        None, description="Replaces the declared methods; [] makes commands free-form again."
+    )
 
 
 class DeviceTypeOut(BaseModel):
@@ -43,6 +82,7 @@ class DeviceTypeOut(BaseModel):
     strict: bool
     report_interval_s: int
     retention_days: int | None
+    methods: list[MethodIn] = []
     created: int
 
 

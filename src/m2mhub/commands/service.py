@@ -27,19 +27,25 @@ from m2mhub.bus import Bus, CommandChanged, TwinChanged
 from m2mhub.connect.mqtt.topics import command_topic, desired_topic
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms
+from m2mhub.registry.methods import check_command
 from m2mhub.registry.naming import TELEMETRY_KEY
 from m2mhub.store.base import Store
-from m2mhub.store.models import Command, Device, Twin
+from m2mhub.store.models import Command, Device, MethodSpec, Twin
 
 log = logging.getLogger(__name__)
 
 #: Publishes (topic, payload, retain) to the broker, QoS 1.
 Publisher = Callable[[str, bytes, bool], Awaitable[None]]
+#: Writes a command down a device's own open connection (a tracker's TCP link).
+Link = Callable[[Command], Awaitable[None]]
 
 RESULT_STATUSES: Final = ("delivered", "succeeded", "failed")
 #: A command in one of these is done: nothing more will happen to it.
 TERMINAL: Final = ("delivered", "succeeded", "failed", "expired")
 MAX_PARAMS_BYTES: Final = 65_536
+#: How long a sent command waits for its answer when neither the sender nor the
+#: declared method says.
+DEFAULT_TIMEOUT_MS: Final = 30_000
 
 
 class CommandResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,6 +67,15 @@ def parse_command_result(body: bytes) -> CommandResult:
     return answer
 
 
+def _timeout_ms(spec: MethodSpec | None, given: int | None) -> int:
+    """The sender's timeout, else the declared method's, else the default."""
+    if given is not None:
+        return given
+    if spec is not None and spec.timeout_s is not None:
+        return spec.timeout_s * 1000
+    return DEFAULT_TIMEOUT_MS
+
+
 class TwinReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reported: dict[str, Any]
     version: int | None = None
@@ -73,6 +88,8 @@ class CommandService:
         self.store = store
         self.bus = bus
         self.publisher: Publisher | None = None
+        # device pk -> its open connection, for devices that keep one (trackers)
+        self.links: dict[int, Link] = {}
         self._waiting: dict[int, asyncio.Event] = {}  # device pk -> new command for HTTP pollers
 
     # -- commands -----------------------------------------------------------------
@@ -85,48 +102,73 @@ class CommandService:
         *,
         oneway: bool = False,
         ttl_ms: int = 3_600_000,
-        timeout_ms: int = 30_000,
+        timeout_ms: int | None = None,
         created_by: str,
     ) -> list[Command]:
-        """Queue ``method(params)`` for each device and try to deliver it now."""
+        """Queue ``method(params)`` for each device and try to deliver it now.
+
+        When a device's type declares methods, the command is checked against
+        the declaration of ``method`` (:func:`~m2mhub.registry.methods.check_command`):
+        its parameters typed and their defaults filled in, one-way if the method
+        is, and its timeout the method's unless ``timeout_ms`` is given. Without
+        either, the timeout is :data:`DEFAULT_TIMEOUT_MS`.
+        """
         if not TELEMETRY_KEY.match(method):
             raise PayloadError(
                 f"method: {method!r}; use letters, digits, '_', '.', '-' (max 64)", field="method"
             )
         if len(msgspec.json.encode(params)) > MAX_PARAMS_BYTES:
             raise PayloadError(f"params: larger than {MAX_PARAMS_BYTES} bytes", field="params")
-        if ttl_ms < 1000 or timeout_ms < 1000:
+        if ttl_ms < 1000 or (timeout_ms is not None and timeout_ms < 1000):
             raise PayloadError("ttl and timeout must be at least 1 s", field="ttl_s")
+        declared = await self._declared(devices, method, params)
         now = now_ms()
-        commands = [
-            Command(
-                secrets.token_hex(8),
-                d.tenant_id,
-                d.pk,
-                method,
-                params,
-                oneway,
-                "queued",
-                now,
-                now + ttl_ms,
-                timeout_ms,
-                None,
-                None,
-                None,
-                None,
-                created_by,
+        commands = []
+        for d in devices:
+            spec, checked = declared[d.type_id]
+            commands.append(
+                Command(
+                    secrets.token_hex(8),
+                    d.tenant_id,
+                    d.pk,
+                    method,
+                    checked,
+                    oneway or (spec is not None and not spec.two_way),
+                    "queued",
+                    now,
+                    now + ttl_ms,
+                    _timeout_ms(spec, timeout_ms),
+                    None,
+                    None,
+                    None,
+                    None,
+                    created_by,
+                )
             )
-            for d in devices
-        ]
         await self.store.create_commands(commands)
         for command, device in zip(commands, devices, strict=True):
             self._announce(command, device.id)
             self._waiting.setdefault(device.pk, asyncio.Event()).set()
             # Over MQTT only to a device that said it is connected (its birth message):
             # a command published to nobody would be lost, and HTTP devices poll.
-            if self.publisher is not None and device.connected:
+            if device.pk in self.links:
+                await self._deliver_link(command, device.id)
+            elif self.publisher is not None and device.connected:
                 await self._deliver(command, device.id)
         return [await self.store.get_command(c.id) for c in commands]
+
+    async def _declared(
+        self, devices: Sequence[Device], method: str, params: dict[str, Any]
+    ) -> dict[int, tuple[MethodSpec | None, dict[str, Any]]]:
+        """Per device type id: the declaration of ``method`` and the params checked by it."""
+        checked: dict[int, tuple[MethodSpec | None, dict[str, Any]]] = {}
+        for device in devices:
+            if device.type_id not in checked:
+                device_type = await self.store.get_device_type(
+                    device.tenant_id, type_id=device.type_id
+                )
+                checked[device.type_id] = check_command(device_type, method, params)
+        return checked
 
     async def wait(self, commands: Sequence[Command], wait_s: float) -> list[Command]:
         """The commands as they are once all are done, or after ``wait_s``.
@@ -161,6 +203,50 @@ class CommandService:
         except Exception:
             log.exception("could not publish command %s to %s", command.id, device_id)
             return
+        self._announce(await self.store.get_command(command.id), device_id)
+
+    # -- devices with their own connection (trackers) -------------------------------
+
+    async def attach(self, device: Device, link: Link) -> int:
+        """``device`` is connected through ``link`` (until :meth:`detach`); its queued
+        commands go down it now. Returns how many."""
+        self.links[device.pk] = link
+        return await self.deliver_linked(device.pk)
+
+    def detach(self, device: Device, link: Link) -> None:
+        if self.links.get(device.pk) is link:
+            del self.links[device.pk]
+
+    async def deliver_linked(self, device_pk: int | None = None) -> int:
+        """Send queued commands down the open links (those made by other processes)."""
+        if not self.links or (device_pk is not None and device_pk not in self.links):
+            return 0
+        queued = await self.store.queued_commands(device_pk=device_pk, now=now_ms())
+        sent = 0
+        for command, device_id in queued:
+            if command.device_pk in self.links:
+                await self._deliver_link(command, device_id)
+                sent += 1
+        return sent
+
+    async def _deliver_link(self, command: Command, device_id: str) -> None:
+        link = self.links[command.device_pk]
+        if not await self.store.mark_sent(command.id, oneway=command.oneway, at_ms=now_ms()):
+            return
+        try:
+            await link(command)
+        except PayloadError as exc:
+            # The device's protocol has no such command: it fails now, not at its timeout.
+            await self.store.finish_command(
+                command.id,
+                command.device_pk,
+                status="failed",
+                result=None,
+                error=exc.message,
+                at_ms=now_ms(),
+            )
+        except (ConnectionError, OSError):
+            log.warning("could not send command %s to %s: connection lost", command.id, device_id)
         self._announce(await self.store.get_command(command.id), device_id)
 
     async def deliver_queued(self, device: Device | None = None) -> int:

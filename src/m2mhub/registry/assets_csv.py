@@ -10,18 +10,20 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from typing import Final
 
-from m2mhub.core.errors import ConflictError, NotFoundError, PayloadError
-from m2mhub.core.timeutil import now_ms
+from m2mhub.core.errors import PayloadError
 from m2mhub.core.values import Value
-from m2mhub.registry.naming import check_name, check_path_name
-from m2mhub.registry.service import ImportRejected, RowError
+from m2mhub.registry.assets_table import (
+    COLUMNS,
+    DEVICE_SEPARATOR,
+    AssetTable,
+    TableRow,
+    import_asset_table,
+    property_columns,
+    reject_xls,
+)
 from m2mhub.store.base import Store
 from m2mhub.store.models import Asset
-
-COLUMNS: Final = ("name", "kind", "devices")
-DEFAULT_KIND: Final = "equipment"
 
 
 def cell_value(text: str) -> Value:
@@ -45,7 +47,7 @@ def _cell(value: Value) -> str:
 def assets_csv(rows: Iterable[tuple[Asset, list[str]]]) -> str:
     """The assets with their current devices, one row each, a column per property."""
     rows = list(rows)
-    properties = sorted({k for asset, _ in rows for k in asset.properties} - set(COLUMNS))
+    properties = property_columns(rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*COLUMNS, *properties])
@@ -54,16 +56,44 @@ def assets_csv(rows: Iterable[tuple[Asset, list[str]]]) -> str:
             [
                 asset.name,
                 asset.kind,
-                ";".join(devices),
+                DEVICE_SEPARATOR.join(devices),
                 *(_cell(asset.properties[k]) if k in asset.properties else "" for k in properties),
             ]
         )
     return out.getvalue()
 
 
-def _reason(exc: PayloadError) -> str:
-    prefix = f"{exc.field}: "
-    return exc.message.removeprefix(prefix) if exc.field else exc.message
+def decode_csv(data: bytes) -> str:
+    """The text of an uploaded CSV file (UTF-8, with or without a byte order mark)."""
+    reject_xls(data)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(
+            f"file: byte {exc.start} is not UTF-8 text; save the file as CSV UTF-8 or as an "
+            "Excel workbook (.xlsx)",
+            field="file",
+        ) from None
+
+
+def read_assets_csv(text: str) -> AssetTable:
+    """The rows of a CSV asset table (the header is row 1)."""
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in reader.fieldnames or []]
+    rows = []
+    for number, raw in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        properties = {
+            key: cell_value(value)
+            for key, value in row.items()
+            if key and key not in COLUMNS and value
+        }
+        rows.append(
+            TableRow(
+                number, row.get("name", ""), row.get("kind", ""), row.get("devices", ""), properties
+            )
+        )
+    return AssetTable(columns, rows)
 
 
 async def import_assets_csv(store: Store, tenant_id: int, text: str) -> list[Asset]:
@@ -72,69 +102,4 @@ async def import_assets_csv(store: Store, tenant_id: int, text: str) -> list[Ass
     Every row is checked first; :class:`ImportRejected` lists every error by row number (the
     header is row 1).
     """
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in reader.fieldnames or []]
-    if "name" not in columns:
-        raise ImportRejected([RowError(1, "name", "missing column 'name'; the header needs name")])
-    errors: list[RowError] = []
-    planned: list[tuple[str, str, dict[str, Value], list[int]]] = []
-    seen_names: set[str] = set()
-    seen_devices: dict[str, int] = {}
-    for number, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        before = len(errors)
-        name = kind = ""
-        try:
-            name = check_path_name(row.get("name", ""))
-        except PayloadError as exc:
-            errors.append(RowError(number, "name", _reason(exc)))
-        if name and name in seen_names:
-            errors.append(RowError(number, "name", f"{name!r} appears twice in the file"))
-        seen_names.add(name)
-        if name:
-            try:
-                await store.get_asset(tenant_id, name)
-            except NotFoundError:
-                pass
-            else:
-                errors.append(RowError(number, "name", f"an asset named {name!r} already exists"))
-        try:
-            kind = check_name(row.get("kind") or DEFAULT_KIND, field="kind")
-        except PayloadError as exc:
-            errors.append(RowError(number, "kind", _reason(exc)))
-        device_pks = []
-        for device_id in filter(None, (d.strip() for d in row.get("devices", "").split(";"))):
-            try:
-                device_pks.append((await store.get_device(device_id, tenant_id=tenant_id)).pk)
-            except NotFoundError:
-                errors.append(RowError(number, "devices", f"unknown device {device_id!r}"))
-            if device_id in seen_devices:
-                errors.append(
-                    RowError(
-                        number,
-                        "devices",
-                        f"{device_id!r} is also in row {seen_devices[device_id]}; a device "
-                        "is on one asset at a time",
-                    )
-                )
-            seen_devices[device_id] = number
-        properties = {
-            key: cell_value(value)
-            for key, value in row.items()
-            if key and key not in COLUMNS and value
-        }
-        if len(errors) == before:
-            planned.append((name, kind, properties, device_pks))
-    if errors:
-        raise ImportRejected(errors)
-    created = []
-    at = now_ms()
-    for name, kind, properties, device_pks in planned:
-        asset = await store.create_asset(tenant_id, name, kind, properties)
-        for pk in device_pks:
-            try:
-                await store.assign_device(asset.id, pk, at)
-            except ConflictError:
-                continue  # already assigned from a later time: keep that assignment
-        created.append(asset)
-    return created
+    return await import_asset_table(store, tenant_id, read_assets_csv(text))

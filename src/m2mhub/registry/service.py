@@ -25,9 +25,10 @@ from m2mhub.auth.secrets import (
 from m2mhub.core.errors import AuthError, ForbiddenError, NotFoundError, PayloadError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
+from m2mhub.registry.methods import check_methods
 from m2mhub.registry.naming import check_device_id, check_key, check_name, check_slug
 from m2mhub.store.base import Store
-from m2mhub.store.models import ApiKey, Device, DeviceType, KeySpec, Tenant, User
+from m2mhub.store.models import ApiKey, Device, DeviceType, KeySpec, MethodSpec, Tenant, User
 
 # How long a verified credential is trusted without asking the store again. A
 # revoked key or rotated token stops working in other processes within this.
@@ -171,8 +172,11 @@ class Registry:
         strict: bool = False,
         report_interval_s: int = 60,
         retention_days: int | None = None,
+        methods: Sequence[MethodSpec] = (),
     ) -> DeviceType:
+        """A new device type; ``methods`` are the commands its devices handle (none: any)."""
         _check_type_fields(keys, report_interval_s, retention_days)
+        check_methods(methods)
         return await self.store.create_device_type(
             tenant_id,
             check_name(name),
@@ -180,6 +184,7 @@ class Registry:
             strict=strict,
             report_interval_s=report_interval_s,
             retention_days=retention_days,
+            methods=methods,
         )
 
     async def update_device_type(
@@ -191,12 +196,16 @@ class Registry:
         strict: bool | None = None,
         report_interval_s: int | None = None,
         retention_days: int | Literal["keep"] | None = "keep",
+        methods: Sequence[MethodSpec] | None = None,
     ) -> DeviceType:
+        """Change the fields given (None: keep); ``methods=[]`` makes commands free-form."""
         current = await self.store.get_device_type(tenant_id, name=name)
         new_keys = current.keys if keys is None else tuple(keys)
         interval = current.report_interval_s if report_interval_s is None else report_interval_s
         retention = current.retention_days if retention_days == "keep" else retention_days
+        new_methods = current.methods if methods is None else tuple(methods)
         _check_type_fields(new_keys, interval, retention)
+        check_methods(new_methods)
         updated = await self.store.update_device_type(
             tenant_id,
             current.id,
@@ -204,6 +213,7 @@ class Registry:
             strict=current.strict if strict is None else strict,
             report_interval_s=interval,
             retention_days=retention,
+            methods=new_methods,
         )
         # This process checks the new declaration at once; others within the cache time.
         self._types.pop(current.id, None)

@@ -10,18 +10,16 @@ for timers, so tests and ``rules test`` drive time without sleeping.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import msgspec
 
+from m2mhub.core.geo import haversine_m
 from m2mhub.rules.expr import SELF, EvaluationError, Expression, MissingValue, Values, parse
 from m2mhub.rules.model import Condition, Geofence, Rule, duration_ms
 
 Transition = Literal["raise", "clear"] | None
-
-EARTH_RADIUS_M: Final = 6_371_008.8  # mean Earth radius (IUGG), as used by haversine
 
 
 class RuleState(msgspec.Struct, omit_defaults=True):
@@ -46,14 +44,6 @@ class Step(msgspec.Struct):
     raw: bool | None = None  # None: not evaluated (a value missing, an error)
     inputs: dict[str, Any] = {}
     note: str | None = None
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
 
 
 def in_polygon(lat: float, lon: float, polygon: list[tuple[float, float]]) -> bool:
@@ -279,6 +269,5 @@ __all__ = [
     "Transition",
     "decode_state",
     "encode_state",
-    "haversine_m",
     "in_polygon",
 ]

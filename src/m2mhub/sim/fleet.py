@@ -23,6 +23,7 @@ import yaml
 
 from m2mhub.core.errors import M2MHubError, PayloadError
 from m2mhub.core.values import Value, ValueType
+from m2mhub.registry.methods import parse_methods
 from m2mhub.registry.naming import check_device_id, check_key
 from m2mhub.sim.base import AnyModel, device_rng
 from m2mhub.sim.keys import KEY_SPECS
@@ -33,7 +34,7 @@ from m2mhub.sim.tank import Pump, PumpParams, Tank, TankParams
 from m2mhub.sim.trackers import AssetTracker, TrackerParams
 from m2mhub.sim.vehicles import Vehicle, VehicleParams
 from m2mhub.sim.wearables import Wearable, WearableParams
-from m2mhub.store.models import KeySpec
+from m2mhub.store.models import KeySpec, MethodSpec
 
 T = TypeVar("T")
 
@@ -67,13 +68,14 @@ _Interval = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class FleetType(msgspec.Struct, frozen=True):
-    """A device type: the keys its devices report and how often."""
+    """A device type: the keys its devices report, how often, and the commands they handle."""
 
     name: str
     keys: tuple[KeySpec, ...]
     report_interval_s: int = 60
     strict: bool = False
     description: str | None = None
+    methods: tuple[MethodSpec, ...] = ()
 
 
 #: How a simulated device talks to m2mhub.
@@ -135,6 +137,7 @@ class _TypeDecl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     report_interval_s: _Interval = 60
     strict: bool = False
     description: str | None = None
+    methods: Any = None  # checked by m2mhub.registry.methods.parse_methods
 
 
 class _DeviceDecl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -279,7 +282,13 @@ def _check_type(name: str, raw: object) -> FleetType:
         _translate(check_key, key, f"{field}.keys.{key}")
         spec = _convert(raw_spec or {}, _KeyDecl, f"{field}.keys.{key}")
         keys.append(KeySpec(key, spec.type, spec.unit, spec.description))
-    return FleetType(name, tuple(keys), decl.report_interval_s, decl.strict, decl.description)
+    try:
+        methods = parse_methods(decl.methods, field=f"{field}.methods")
+    except PayloadError as exc:
+        raise FleetError(exc.message, field=exc.field) from None
+    return FleetType(
+        name, tuple(keys), decl.report_interval_s, decl.strict, decl.description, methods
+    )
 
 
 def _check_device(field: str, raw: object, types: dict[str, FleetType]) -> FleetDevice:

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Final
 
-#: Mean Earth radius (IUGG), metres.
-EARTH_RADIUS_M: Final = 6_371_008.8
+from m2mhub.core import geo as core_geo
+from m2mhub.core.geo import EARTH_RADIUS_M
 
 LatLon = tuple[float, float]
 
 
 def haversine_m(a: LatLon, b: LatLon) -> float:
     """Great-circle distance between two (lat, lon) points in metres."""
-    lat1, lon1 = map(math.radians, a)
-    lat2, lon2 = map(math.radians, b)
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    return core_geo.haversine_m(a[0], a[1], b[0], b[1])
 
 
 def bearing_deg(a: LatLon, b: LatLon) -> float:

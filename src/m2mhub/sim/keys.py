@@ -23,7 +23,9 @@ SPEED_KMH: Final = "speed_kmh"
 HEADING_DEG: Final = "heading_deg"
 IGNITION: Final = "ignition"
 FUEL_PCT: Final = "fuel_pct"
-ODOMETER_KM: Final = "odometer_km"
+#: Metres, as trackers report it (m2mhub.connect.trackers.positions.ODOMETER_M) and the
+#: fleet app reads it.
+ODOMETER_M: Final = "odometer_m"
 # Asset trackers.
 RUNTIME_H: Final = "runtime_h"
 BATTERY_PCT: Final = "battery_pct"
@@ -62,7 +64,7 @@ KEY_SPECS: Final[dict[str, KeySpec]] = {
         KeySpec(HEADING_DEG, _NUMBER, "°", "course over ground, clockwise from north"),
         KeySpec(IGNITION, _BOOL, None, "engine running"),
         KeySpec(FUEL_PCT, _NUMBER, "%", "fuel tank level"),
-        KeySpec(ODOMETER_KM, _NUMBER, "km", "total distance"),
+        KeySpec(ODOMETER_M, _NUMBER, "m", "total distance"),
         KeySpec(RUNTIME_H, _NUMBER, "h", "engine hours"),
         KeySpec(BATTERY_PCT, _NUMBER, "%", "battery charge"),
         KeySpec(VIBRATION_MM_S, _NUMBER, "mm/s", "vibration velocity, RMS"),

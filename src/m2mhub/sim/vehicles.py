@@ -11,7 +11,7 @@ import msgspec
 from m2mhub.core.values import Value
 from m2mhub.sim.base import SimModel
 from m2mhub.sim.geo import LatLon, bearing_deg, haversine_m, interpolate, offset_m
-from m2mhub.sim.keys import FUEL_PCT, HEADING_DEG, IGNITION, LAT, LON, ODOMETER_KM, SPEED_KMH
+from m2mhub.sim.keys import FUEL_PCT, HEADING_DEG, IGNITION, LAT, LON, ODOMETER_M, SPEED_KMH
 from m2mhub.sim.routes import ROUTES, Waypoint
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -113,7 +113,7 @@ class Vehicle(SimModel[VehicleParams]):
         HEADING_DEG,
         IGNITION,
         FUEL_PCT,
-        ODOMETER_KM,
+        ODOMETER_M,
     )
 
     def _start(self, t_ms: int) -> None:
@@ -290,5 +290,5 @@ class Vehicle(SimModel[VehicleParams]):
             HEADING_DEG: round(heading, 1),
             IGNITION: self.ignition,
             FUEL_PCT: round(min(100.0, max(0.0, fuel_pct)), 1),
-            ODOMETER_KM: round(self.odometer_m / 1000, 2),
+            ODOMETER_M: round(self.odometer_m),
         }

@@ -32,6 +32,7 @@ from m2mhub.store.models import (
     DeviceType,
     Group,
     KeySpec,
+    MethodSpec,
     Point,
     PresenceChange,
     Recipient,
@@ -148,6 +149,11 @@ class Store(abc.ABC):
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """A read outside any write transaction, for the tables an app keeps itself
+        (``?`` placeholders, as in every statement here)."""
+        return await self._fetchall(sql, params)
+
     async def __aenter__(self) -> Store:
         await self.open()
         await self.migrate()
@@ -256,7 +262,7 @@ class Store(abc.ABC):
 
     _TYPE = (
         "SELECT id, tenant_id, name, keys, strict, report_interval_s, retention_days, "
-        "created_ms FROM device_types"
+        "created_ms, methods FROM device_types"
     )
 
     async def create_device_type(
@@ -268,6 +274,7 @@ class Store(abc.ABC):
         strict: bool,
         report_interval_s: int,
         retention_days: int | None,
+        methods: Sequence[MethodSpec] = (),
     ) -> DeviceType:
         async with self.transaction() as tx:
             if await tx.fetchone(
@@ -276,7 +283,7 @@ class Store(abc.ABC):
                 raise ConflictError(f"device type {name!r} already exists", field="name")
             row = await tx.fetchone(
                 "INSERT INTO device_types (tenant_id, name, keys, strict, report_interval_s, "
-                "retention_days, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "retention_days, created_ms, methods) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     tenant_id,
                     name,
@@ -285,6 +292,7 @@ class Store(abc.ABC):
                     report_interval_s,
                     retention_days,
                     now_ms(),
+                    msgspec.json.encode(list(methods)).decode(),
                 ),
             )
         assert row is not None
@@ -299,16 +307,18 @@ class Store(abc.ABC):
         strict: bool,
         report_interval_s: int,
         retention_days: int | None,
+        methods: Sequence[MethodSpec] = (),
     ) -> DeviceType:
         async with self.transaction() as tx:
             await tx.execute(
                 "UPDATE device_types SET keys = ?, strict = ?, report_interval_s = ?, "
-                "retention_days = ? WHERE id = ? AND tenant_id = ?",
+                "retention_days = ?, methods = ? WHERE id = ? AND tenant_id = ?",
                 (
                     msgspec.json.encode(list(keys)).decode(),
                     strict,
                     report_interval_s,
                     retention_days,
+                    msgspec.json.encode(list(methods)).decode(),
                     type_id,
                     tenant_id,
                 ),
@@ -1911,7 +1921,8 @@ def _api_key(row: Row) -> ApiKey:
 
 def _device_type(row: Row) -> DeviceType:
     keys = tuple(msgspec.json.decode(row[3], type=list[KeySpec]))
-    return DeviceType(row[0], row[1], row[2], keys, bool(row[4]), row[5], row[6], row[7])
+    methods = tuple(msgspec.json.decode(row[8], type=list[MethodSpec])) if row[8] != "[]" else ()
+    return DeviceType(row[0], row[1], row[2], keys, bool(row[4]), row[5], row[6], row[7], methods)
 
 
 def _device(row: Row) -> Device:

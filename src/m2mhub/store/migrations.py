@@ -316,6 +316,197 @@ SQLITE: Final[list[str]] = [
     """
     ALTER TABLE rule_state ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     """,
+    # 9: the command methods a device type declares (JSON list; empty: free-form commands)
+    """
+    ALTER TABLE device_types ADD COLUMN methods TEXT NOT NULL DEFAULT '[]';
+    """,
+    # 10: metering: accounts, supply points, meters (a device and its registers), their
+    # links over time, tariffs and their assignment to accounts, interval edits, billing
+    # runs and invoices (numbered from gapless per-tenant sequences), SEPA exports
+    """
+    CREATE TABLE metering_accounts (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        number TEXT NOT NULL,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        email TEXT,
+        payment_method TEXT NOT NULL,
+        iban TEXT,
+        bic TEXT,
+        mandate_id TEXT,
+        mandate_signed_on TEXT,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, number)
+    );
+    CREATE TABLE metering_supply_points (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        code TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, code)
+    );
+    CREATE TABLE metering_meters (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        device_pk INTEGER NOT NULL REFERENCES devices(pk),
+        kind TEXT NOT NULL,
+        registers TEXT NOT NULL,
+        interval_minutes INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE metering_meter_links (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        meter_id INTEGER NOT NULL REFERENCES metering_meters(id),
+        supply_point_id INTEGER NOT NULL REFERENCES metering_supply_points(id),
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER
+    );
+    CREATE INDEX metering_meter_links_point ON metering_meter_links (supply_point_id, from_ms);
+    CREATE TABLE metering_account_links (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        supply_point_id INTEGER NOT NULL REFERENCES metering_supply_points(id),
+        account_id INTEGER NOT NULL REFERENCES metering_accounts(id),
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER
+    );
+    CREATE INDEX metering_account_links_account ON metering_account_links (account_id, from_ms);
+    CREATE TABLE metering_tariffs (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        yaml TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE metering_tariff_assignments (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        account_id INTEGER NOT NULL REFERENCES metering_accounts(id),
+        tariff_id INTEGER NOT NULL REFERENCES metering_tariffs(id),
+        kind TEXT NOT NULL,
+        from_date TEXT NOT NULL,
+        to_date TEXT
+    );
+    CREATE INDEX metering_tariff_assignments_account
+        ON metering_tariff_assignments (account_id, kind, from_date);
+    CREATE TABLE metering_edits (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        meter_id INTEGER NOT NULL REFERENCES metering_meters(id),
+        register TEXT NOT NULL,
+        interval_start INTEGER NOT NULL,
+        quantity TEXT NOT NULL,
+        author TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX metering_edits_meter ON metering_edits (meter_id, interval_start);
+    CREATE TABLE metering_sequences (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        last_number INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE TABLE metering_runs (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        period TEXT NOT NULL,
+        account_id INTEGER,
+        status TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        summary TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX metering_runs_tenant ON metering_runs (tenant_id, id);
+    CREATE TABLE metering_invoices (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        number TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        account_id INTEGER NOT NULL REFERENCES metering_accounts(id),
+        period TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        start_date TEXT NOT NULL,
+        end_date TEXT NOT NULL,
+        corrects INTEGER REFERENCES metering_invoices(id),
+        document TEXT NOT NULL,
+        details TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        subtotal TEXT NOT NULL,
+        tax TEXT NOT NULL,
+        total TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_ms INTEGER NOT NULL,
+        status_reason TEXT,
+        content_hash TEXT NOT NULL,
+        issued_ms INTEGER NOT NULL,
+        due_date TEXT NOT NULL,
+        run_id INTEGER,
+        sepa_message_id TEXT,
+        UNIQUE (tenant_id, number)
+    );
+    CREATE INDEX metering_invoices_account ON metering_invoices (tenant_id, account_id, period);
+    CREATE INDEX metering_invoices_status ON metering_invoices (tenant_id, status);
+    CREATE TABLE metering_sepa_exports (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        message_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        xml TEXT NOT NULL,
+        batches TEXT NOT NULL,
+        UNIQUE (tenant_id, message_id)
+    );
+    CREATE TABLE metering_settings (
+        tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),
+        document TEXT NOT NULL
+    );
+    """,
+    # fleet (apps/fleet): which device types are vehicles (a profile of detection
+    # settings), each device's detector state (versioned: saves are conditional), the
+    # checkpoints late readings replay from, and the numbered trips, stops and events
+    """
+    CREATE TABLE fleet_profiles (
+        type_id INTEGER PRIMARY KEY REFERENCES device_types(id),
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        settings TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE fleet_state (
+        device_pk INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE fleet_checkpoints (
+        device_pk INTEGER NOT NULL,
+        last_ts INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (device_pk, last_ts)
+    );
+    CREATE TABLE fleet_outputs (
+        device_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (device_pk, seq)
+    );
+    CREATE INDEX fleet_outputs_time ON fleet_outputs (device_pk, kind, start_ts);
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -618,5 +809,196 @@ POSTGRES: Final[list[str]] = [
     # rules processes on one database, the one that saves first acts, the others reload
     """
     ALTER TABLE rule_state ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+    """,
+    # 9: the command methods a device type declares (JSON list; empty: free-form commands)
+    """
+    ALTER TABLE device_types ADD COLUMN methods TEXT NOT NULL DEFAULT '[]';
+    """,
+    # 10: metering: accounts, supply points, meters (a device and its registers), their
+    # links over time, tariffs and their assignment to accounts, interval edits, billing
+    # runs and invoices (numbered from gapless per-tenant sequences), SEPA exports
+    """
+    CREATE TABLE metering_accounts (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        number TEXT NOT NULL,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        email TEXT,
+        payment_method TEXT NOT NULL,
+        iban TEXT,
+        bic TEXT,
+        mandate_id TEXT,
+        mandate_signed_on TEXT,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, number)
+    );
+    CREATE TABLE metering_supply_points (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        code TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, code)
+    );
+    CREATE TABLE metering_meters (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        device_pk BIGINT NOT NULL REFERENCES devices(pk),
+        kind TEXT NOT NULL,
+        registers TEXT NOT NULL,
+        interval_minutes INTEGER NOT NULL,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE metering_meter_links (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        meter_id BIGINT NOT NULL REFERENCES metering_meters(id),
+        supply_point_id BIGINT NOT NULL REFERENCES metering_supply_points(id),
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT
+    );
+    CREATE INDEX metering_meter_links_point ON metering_meter_links (supply_point_id, from_ms);
+    CREATE TABLE metering_account_links (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        supply_point_id BIGINT NOT NULL REFERENCES metering_supply_points(id),
+        account_id BIGINT NOT NULL REFERENCES metering_accounts(id),
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT
+    );
+    CREATE INDEX metering_account_links_account ON metering_account_links (account_id, from_ms);
+    CREATE TABLE metering_tariffs (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        yaml TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE metering_tariff_assignments (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        account_id BIGINT NOT NULL REFERENCES metering_accounts(id),
+        tariff_id BIGINT NOT NULL REFERENCES metering_tariffs(id),
+        kind TEXT NOT NULL,
+        from_date TEXT NOT NULL,
+        to_date TEXT
+    );
+    CREATE INDEX metering_tariff_assignments_account
+        ON metering_tariff_assignments (account_id, kind, from_date);
+    CREATE TABLE metering_edits (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        meter_id BIGINT NOT NULL REFERENCES metering_meters(id),
+        register TEXT NOT NULL,
+        interval_start BIGINT NOT NULL,
+        quantity TEXT NOT NULL,
+        author TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX metering_edits_meter ON metering_edits (meter_id, interval_start);
+    CREATE TABLE metering_sequences (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        name TEXT NOT NULL,
+        last_number BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE TABLE metering_runs (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        period TEXT NOT NULL,
+        account_id BIGINT,
+        status TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        finished_ms BIGINT,
+        summary TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX metering_runs_tenant ON metering_runs (tenant_id, id);
+    CREATE TABLE metering_invoices (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        number TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        account_id BIGINT NOT NULL REFERENCES metering_accounts(id),
+        period TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        start_date TEXT NOT NULL,
+        end_date TEXT NOT NULL,
+        corrects BIGINT REFERENCES metering_invoices(id),
+        document TEXT NOT NULL,
+        details TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        subtotal TEXT NOT NULL,
+        tax TEXT NOT NULL,
+        total TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_ms BIGINT NOT NULL,
+        status_reason TEXT,
+        content_hash TEXT NOT NULL,
+        issued_ms BIGINT NOT NULL,
+        due_date TEXT NOT NULL,
+        run_id BIGINT,
+        sepa_message_id TEXT,
+        UNIQUE (tenant_id, number)
+    );
+    CREATE INDEX metering_invoices_account ON metering_invoices (tenant_id, account_id, period);
+    CREATE INDEX metering_invoices_status ON metering_invoices (tenant_id, status);
+    CREATE TABLE metering_sepa_exports (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        message_id TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        xml TEXT NOT NULL,
+        batches TEXT NOT NULL,
+        UNIQUE (tenant_id, message_id)
+    );
+    CREATE TABLE metering_settings (
+        tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id),
+        document TEXT NOT NULL
+    );
+    """,
+    # fleet (apps/fleet): which device types are vehicles (a profile of detection
+    # settings), each device's detector state (versioned: saves are conditional), the
+    # checkpoints late readings replay from, and the numbered trips, stops and events
+    """
+    CREATE TABLE fleet_profiles (
+        type_id BIGINT PRIMARY KEY REFERENCES device_types(id),
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        settings TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE fleet_state (
+        device_pk BIGINT PRIMARY KEY,
+        state TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE fleet_checkpoints (
+        device_pk BIGINT NOT NULL,
+        last_ts BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (device_pk, last_ts)
+    );
+    CREATE TABLE fleet_outputs (
+        device_pk BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        start_ts BIGINT NOT NULL,
+        end_ts BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (device_pk, seq)
+    );
+    CREATE INDEX fleet_outputs_time ON fleet_outputs (device_pk, kind, start_ts);
     """,
 ]

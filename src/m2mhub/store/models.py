@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,47 @@ class KeySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: str | None = None
 
 
+class ParamType(enum.StrEnum):
+    """The value types a command parameter may declare (docs/commands.md)."""
+
+    NUMBER = "number"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    STRING = "string"
+    ENUM = "enum"  # a string out of ``choices``
+
+
+class ParamSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One parameter of a declared command method."""
+
+    name: str
+    type: ParamType = ParamType.NUMBER
+    required: bool = False
+    default: Value | None = None
+    min: float | None = None  # number and integer only
+    max: float | None = None
+    choices: tuple[str, ...] = ()  # enum only
+    unit: str | None = None
+    description: str | None = None
+
+
+class MethodSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A command method a device type declares: what it is called and what it takes."""
+
+    name: str
+    description: str | None = None
+    two_way: bool = True  # False: the device does not answer; done once delivered
+    timeout_s: int | None = None  # how long to wait for the answer; None: the sender's default
+    params: tuple[ParamSpec, ...] = ()
+
+    def param(self, name: str) -> ParamSpec | None:
+        """The declaration of parameter ``name``, if this method declares it."""
+        for spec in self.params:
+            if spec.name == name:
+                return spec
+        return None
+
+
 class DeviceType(msgspec.Struct, frozen=True):
     id: int
     tenant_id: int
@@ -56,11 +98,20 @@ class DeviceType(msgspec.Struct, frozen=True):
     report_interval_s: int
     retention_days: int | None
     created_ms: int
+    #: Declared command methods; none: any method is sent as given (free-form).
+    methods: tuple[MethodSpec, ...] = ()
 
     def key_spec(self, key: str) -> KeySpec | None:
         """The declaration of ``key``, if this type declares it."""
         for spec in self.keys:
             if spec.key == key:
+                return spec
+        return None
+
+    def method(self, name: str) -> MethodSpec | None:
+        """The declaration of command method ``name``, if this type declares it."""
+        for spec in self.methods:
+            if spec.name == name:
                 return spec
         return None
 

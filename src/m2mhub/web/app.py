@@ -47,6 +47,10 @@ def install(app: FastAPI, settings: Settings, platform: Platform) -> None:
     for module in (login, fleet, alarms, audit, device, rules, geomap, assets):
         app.include_router(module.router)
     app.include_router(rules.json_router)
+    # App pages (imported here: the apps' modules import the console's).
+    from m2mhub.apps.fleet import web as fleet_web
+
+    app.include_router(fleet_web.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -1,5 +1,6 @@
-// Importing assets: the chosen CSV file goes to POST /api/v1/assets/import as it is; the
-// errors of a refused file are listed by row and column under the form.
+// Importing assets: the chosen file (CSV or an Excel workbook) goes to POST
+// /api/v1/assets/import as it is, bytes and all; the server tells them apart by their content.
+// The errors of a refused file are listed by row and column under the form.
 (() => {
   "use strict";
   const form = document.getElementById("import-form");
@@ -11,11 +12,16 @@
     const button = form.querySelector("button");
     box.replaceChildren();
     button.disabled = true;
+    const file = form.file.files[0];
     try {
       const response = await fetch("/api/v1/assets/import", {
         method: "POST",
-        headers: { "Content-Type": "text/csv", Accept: "application/json", "X-CSRF-Token": csrf() },
-        body: await form.file.files[0].text(),
+        headers: {
+          "Content-Type": file.type || "application/octet-stream",
+          Accept: "application/json",
+          "X-CSRF-Token": csrf(),
+        },
+        body: file,
       });
       const answer = await response.json().catch(() => null);
       if (!response.ok) {

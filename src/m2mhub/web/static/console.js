@@ -58,20 +58,23 @@
   });
 
   // -- forms that call the REST API --------------------------------------------------
+  // An input with data-in="params" goes into body.params (a declared command method's
+  // form): numbers as numbers, checkboxes as booleans, as the method declares them.
   function formBody(form) {
     const body = {};
     for (const el of form.elements) {
       if (!el.name || el.disabled) continue;
-      if (el.type === "checkbox") body[el.name] = el.checked;
+      const into = el.dataset.in ? (body[el.dataset.in] ??= {}) : body;
+      if (el.type === "checkbox") into[el.name] = el.checked;
       else if (el.value.trim() === "") continue;
-      else if (el.type === "number") body[el.name] = Number(el.value);
+      else if (el.type === "number") into[el.name] = Number(el.value);
       else if ("json" in el.dataset) {
         try {
-          body[el.name] = JSON.parse(el.value);
+          into[el.name] = JSON.parse(el.value);
         } catch {
           throw new Error(`${el.labels[0]?.textContent.trim() || el.name}: this is not valid JSON`);
         }
-      } else body[el.name] = el.value;
+      } else into[el.name] = el.value;
     }
     return body;
   }

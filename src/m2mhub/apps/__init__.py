@@ -1,0 +1,1 @@
+"""Apps built on the platform: each turns stored readings into a use case (metering, fleet)."""

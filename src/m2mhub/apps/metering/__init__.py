@@ -1,0 +1,1 @@
+"""Smart metering and billing: meter data management, tariffs, invoices and payments."""

@@ -1,0 +1,344 @@
+"""``m2mhub metering ...`` and ``m2mhub billing ...``: declare meters from a YAML file,
+run billing, list invoices, exchange SEPA files with the bank.
+
+Like the other management commands they work on the configured database, with or
+without a running server; a webhook queued here is sent by a server's scheduler.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from m2mhub.apps.metering.models import (
+    BillingSettings,
+    InvoiceStatus,
+    MeterKind,
+    PaymentMethod,
+    RegisterSpec,
+)
+from m2mhub.apps.metering.service import MeteringService
+from m2mhub.core.errors import ConflictError, PayloadError
+from m2mhub.core.timeutil import parse_time
+from m2mhub.registry.service import Registry
+from m2mhub.store import Store
+
+metering_app = typer.Typer(help="Meters, supply points, accounts and tariffs (docs/metering.md).")
+billing_app = typer.Typer(help="Billing runs, invoices and SEPA payments (docs/metering.md).")
+
+TenantOpt = Annotated[
+    str, typer.Option("--tenant", "-t", envvar="M2MHUB_TENANT", help="Tenant slug.")
+]
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _service(store: Store) -> MeteringService:
+    from m2mhub.actions import DeliveryWorker, WebhookService
+    from m2mhub.audit import AuditLog
+    from m2mhub.cli import _settings
+
+    settings = _settings()
+    audit = AuditLog(store)
+    worker = DeliveryWorker(store, settings, holder=f"cli:{getpass.getuser()}", audit=audit)
+    return MeteringService(
+        store,
+        holder=f"cli:{getpass.getuser()}",
+        audit=audit,
+        webhooks=WebhookService(store, settings, worker),
+    )
+
+
+class _Declarations(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The file of ``m2mhub metering apply``."""
+
+    tenant: str | None = None
+    settings: BillingSettings | None = None
+    tariffs: list[dict[str, Any]] = []
+    supply_points: list[dict[str, Any]] = []
+    accounts: list[dict[str, Any]] = []
+    meters: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    tariff_assignments: list[dict[str, Any]] = []
+
+
+async def _apply(
+    service: MeteringService, tenant_id: int, spec: _Declarations, base: Path
+) -> list[str]:
+    """Create what the file declares and the tenant lacks; existing entries are kept."""
+    done: list[str] = []
+
+    async def attempt(label: str, work: Any) -> None:
+        try:
+            await work
+            done.append(f"created {label}")
+        except ConflictError:
+            done.append(f"kept {label} (exists)")
+
+    if spec.settings is not None:
+        await service.storage.save_settings(tenant_id, spec.settings)
+        done.append("set billing settings")
+    for i, item in enumerate(spec.tariffs):
+        text = item.get("yaml")
+        if text is None and "file" in item:
+            text = (base / str(item["file"])).read_text()
+        if not isinstance(text, str):
+            raise PayloadError(
+                f"tariffs[{i}]: give the tariff as yaml: | ... or file: name.yaml",
+                field=f"tariffs[{i}]",
+            )
+        record, created = await service.put_tariff(
+            tenant_id, yaml_text=text, kind=MeterKind(item.get("kind", "electricity"))
+        )
+        done.append(f"{'created' if created else 'replaced'} tariff {record.name}")
+    for item in spec.supply_points:
+        await attempt(
+            f"supply point {item['code']}",
+            service.add_supply_point(tenant_id, code=str(item["code"]), address=item["address"]),
+        )
+    for item in spec.accounts:
+        await attempt(
+            f"account {item['number']}",
+            service.add_account(
+                tenant_id,
+                number=str(item["number"]),
+                name=item["name"],
+                address=item["address"],
+                email=item.get("email"),
+                payment_method=PaymentMethod(item.get("payment_method", "transfer")),
+                iban=item.get("iban"),
+                bic=item.get("bic"),
+                mandate_id=item.get("mandate_id"),
+                mandate_signed_on=item.get("mandate_signed_on"),
+            ),
+        )
+    for item in spec.meters:
+        registers = msgspec.convert(item.get("registers", []), list[RegisterSpec])
+        await attempt(
+            f"meter {item['name']}",
+            service.add_meter(
+                tenant_id,
+                name=item["name"],
+                device_id=item["device"],
+                kind=MeterKind(item.get("kind", "electricity")),
+                registers=registers,
+                interval_minutes=int(item.get("interval_minutes", 60)),
+            ),
+        )
+    for i, item in enumerate(spec.links):
+        at = parse_time(str(item["from"]), field=f"links[{i}].from")
+        if "meter" in item:
+            label = f"link of meter {item['meter']} to {item['supply_point']}"
+            meter = await service.storage.meter(tenant_id, item["meter"])
+            installed = await service.storage.meter_links(tenant_id, meter_id=meter.id)
+            if any(link.from_ms == at for link in installed):
+                done.append(f"kept {label} (exists)")
+                continue
+            await attempt(
+                label,
+                service.link_meter(
+                    tenant_id, meter=item["meter"], supply_point=str(item["supply_point"]), at_ms=at
+                ),
+            )
+        else:
+            label = f"link of {item['supply_point']} to account {item['account']}"
+            point = await service.storage.supply_point(tenant_id, str(item["supply_point"]))
+            links = await service.storage.account_links(tenant_id, supply_point_id=point.id)
+            if any(link.from_ms == at for link in links):
+                done.append(f"kept {label} (exists)")
+                continue
+            await attempt(
+                label,
+                service.link_account(
+                    tenant_id,
+                    supply_point=str(item["supply_point"]),
+                    account=str(item["account"]),
+                    at_ms=at,
+                ),
+            )
+    for item in spec.tariff_assignments:
+        start = item["from"] if isinstance(item["from"], date) else date.fromisoformat(item["from"])
+        account = await service.storage.account(tenant_id, str(item["account"]))
+        assigned = await service.storage.assignments(tenant_id, account.id)
+        label = f"tariff {item['tariff']} for {account.number} from {start}"
+        if any(a.tariff == item["tariff"] and a.from_date == start for a in assigned):
+            done.append(f"kept {label} (exists)")
+            continue
+        await attempt(
+            label,
+            service.assign_tariff(
+                tenant_id, account=account.number, tariff=item["tariff"], from_date=start
+            ),
+        )
+    return done
+
+
+@metering_app.command("apply")
+def metering_apply(
+    file: Annotated[Path, typer.Argument(help="A YAML file of meters, accounts, tariffs, links.")],
+    tenant: TenantOpt = "default",
+) -> None:
+    """Create the meters, supply points, accounts, tariffs and links a file declares.
+
+    Entries that exist are kept as they are (tariffs are replaced), so the file can
+    be applied again after adding to it. The file's ``tenant:`` wins over --tenant.
+    """
+    from m2mhub.cli import _fail, _run, out
+
+    try:
+        raw = yaml.safe_load(file.read_text())
+        spec = msgspec.convert(raw, _Declarations)
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
+    except (yaml.YAMLError, msgspec.ValidationError) as exc:
+        _fail(f"{file}: {exc}")
+
+    async def work(store: Store, registry: Registry) -> list[str]:
+        found = await registry.tenant(spec.tenant or tenant)
+        return await _apply(_service(store), found.id, spec, file.parent)
+
+    for line in _run(work):
+        out.print(escape(line))
+
+
+@billing_app.command("run")
+def billing_run(
+    period: Annotated[
+        str, typer.Option(help="A month (2026-10) or days (2026-10-01..2026-10-15).")
+    ],
+    account: Annotated[str | None, typer.Option(help="Only this account number.")] = None,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Bill a period: new invoices, nothing where nothing changed, a credit note and a new
+    invoice where the data changed."""
+    from m2mhub.cli import _run, out
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).run_billing(found.id, period, account=account, actor=_actor())
+
+    run = _run(work)
+    table = Table("account", "outcome", "invoices", "credit notes", "unchanged", "notes")
+    for entry in run.summary:
+        table.add_row(
+            escape(entry["account"]),
+            entry["outcome"],
+            ", ".join(entry.get("issued", [])),
+            ", ".join(entry.get("credit_notes", [])),
+            ", ".join(entry.get("unchanged", [])),
+            escape("; ".join(entry.get("notes", [])) or entry.get("message", "")),
+        )
+    out.print(f"billing run {run.id} for {escape(run.period)}: {run.status}")
+    out.print(table)
+    if any(entry["outcome"] == "error" for entry in run.summary):
+        raise typer.Exit(1)
+
+
+@billing_app.command("invoices")
+def billing_invoices(
+    period: Annotated[str | None, typer.Option(help="Only this period.")] = None,
+    status: Annotated[str, typer.Option(help="Comma-separated statuses; empty for all.")] = "",
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Invoices and credit notes, newest first."""
+    from m2mhub.cli import _fail, _run, out
+
+    try:
+        statuses = [InvoiceStatus(s) for s in status.split(",") if s]
+    except ValueError:
+        _fail(f"--status {status!r}: use open, paid, failed, overdue or credited")
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).storage.list_invoices(
+            found.id, period=period, status=statuses, limit=limit
+        )
+
+    table = Table("number", "kind", "account", "period", "total", "status", "due")
+    for invoice in _run(work):
+        table.add_row(
+            invoice.number,
+            invoice.kind.value,
+            escape(invoice.account),
+            escape(invoice.period),
+            f"{invoice.total} {invoice.currency}",
+            invoice.status.value,
+            invoice.due_date.isoformat(),
+        )
+    out.print(table)
+
+
+@billing_app.command("export-sepa")
+def billing_export_sepa(
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: <message id>.xml).")
+    ] = None,
+    tenant: TenantOpt = "default",
+) -> None:
+    """Write a pain.008 file collecting the open direct-debit invoices not yet collected."""
+    from m2mhub.cli import _run, out
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).export_sepa(found.id, actor=_actor())
+
+    file, numbers = _run(work)
+    target = output or Path(f"{file.message_id}.xml")
+    target.write_bytes(file.xml)
+    out.print(
+        f"wrote {target}: {file.number_of_transactions} collections, {file.control_sum} EUR "
+        f"({', '.join(numbers)})"
+    )
+
+
+@billing_app.command("import-status")
+def billing_import_status(
+    file: Annotated[Path, typer.Argument(help="A pain.002 or camt.054 file from the bank.")],
+    tenant: TenantOpt = "default",
+) -> None:
+    """Mark invoices paid or failed from a bank status file (reading it twice is harmless)."""
+    from m2mhub.cli import _fail, _run, out
+
+    try:
+        document = file.read_bytes()
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).import_status(found.id, document, actor=_actor())
+
+    result = _run(work)
+    out.print(f"{result.kind} {escape(result.message_id)}")
+    for label, numbers in (
+        ("paid", result.paid),
+        ("failed", result.failed),
+        ("pending", result.pending),
+        ("unknown", result.unknown),
+    ):
+        if numbers:
+            out.print(f"{label}: {', '.join(numbers)}")
+
+
+@billing_app.command("mark-overdue")
+def billing_mark_overdue(tenant: TenantOpt = "default") -> None:
+    """Mark open and failed invoices past their due date (plus grace days) overdue."""
+    from m2mhub.cli import _run, out
+
+    async def work(store: Store, registry: Registry) -> list[str]:
+        found = await registry.tenant(tenant)
+        return await _service(store).mark_overdue(found.id, actor=_actor())
+
+    marked = _run(work)
+    out.print(f"overdue: {', '.join(marked) if marked else 'none'}")

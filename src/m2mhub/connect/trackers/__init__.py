@@ -1,0 +1,1 @@
+"""GPS tracker protocols: one package per protocol (framing, decoder, encoder, const)."""
