@@ -27,6 +27,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/commands_mqtt.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/trackers.py
+	$(BIN)/python bench/billing.py
 
 # npm ci: the console's front-end libraries as locked, copied to src/m2mhub/web/static/vendor/.
 $(VENV)/.installed: pyproject.toml src/m2mhub/web/package-lock.json

@@ -1,8 +1,10 @@
-"""The in-process bus: per-subscriber bounded queues, tenant filters."""
+"""The in-process bus: per-subscriber bounded queues, tenant filters, listeners."""
 
 from __future__ import annotations
 
-from m2mhub.bus import Bus, ReadingsStored
+import asyncio
+
+from m2mhub.bus import Bus, BusListener, Event, ReadingsStored
 
 
 def event(tenant: int, n: int) -> ReadingsStored:
@@ -41,3 +43,77 @@ async def test_stats_by_name_keep_drops_of_ended_subscriptions() -> None:
         assert (stats["console"].live, stats["console"].lag, stats["console"].dropped) == (1, 1, 3)
         assert (stats["rules"].live, stats["rules"].lag, stats["rules"].dropped) == (1, 1, 0)
     assert bus.stats()["console"].dropped == 3 and bus.stats()["console"].live == 0
+
+
+async def test_a_device_filter_queues_only_those_devices_events() -> None:
+    bus = Bus()
+    async with bus.subscribe(device_ids=frozenset({"a"})) as watching:
+        bus.publish(ReadingsStored(tenant_id=1, device_pk=1, device_id="a", readings=[]))
+        bus.publish(ReadingsStored(tenant_id=1, device_pk=2, device_id="b", readings=[]))
+        assert watching.lag == 1 and (await watching.get()).device_id == "a"
+
+
+async def test_listener_drain_waits_for_queued_and_running_events() -> None:
+    bus = Bus()
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: Event) -> None:
+        assert isinstance(item, ReadingsStored)
+        await gate.wait()
+        handled.append(item.readings[0][0])
+
+    listener = BusListener(bus, handle, name="test")
+    await listener.start()
+    for n in range(3):
+        bus.publish(event(1, n))
+    draining = asyncio.create_task(listener.drain())
+    for _ in range(5):
+        await asyncio.sleep(0)  # let both tasks run: the first event holds at the gate
+    assert not draining.done() and handled == []
+    gate.set()
+    await draining
+    assert handled == [0, 1, 2]
+    await listener.stop()
+
+
+async def test_listener_counts_a_failure_and_handles_the_next_event_under_its_lock() -> None:
+    bus = Bus()
+    lock = asyncio.Lock()
+    locked: list[bool] = []
+
+    async def handle(item: Event) -> None:
+        locked.append(lock.locked())
+        assert isinstance(item, ReadingsStored)
+        if item.readings[0][0] == 0:
+            raise ValueError("refused")
+
+    listener = BusListener(bus, handle, name="test", lock=lock)
+    await listener.start()
+    bus.publish(event(1, 0))
+    bus.publish(event(1, 1))
+    await listener.drain()
+    assert listener.errors == 1 and locked == [True, True]
+    await listener.stop()
+
+
+async def test_a_stopped_listener_unsubscribes_and_drains_at_once() -> None:
+    bus = Bus()
+    handled: list[Event] = []
+
+    async def handle(item: Event) -> None:
+        handled.append(item)
+
+    listener = BusListener(bus, handle, name="test")
+    await listener.start()
+    assert bus.subscribers == 1
+    await listener.stop()
+    assert bus.subscribers == 0
+    bus.publish(event(1, 0))
+    await listener.drain()
+    assert handled == []
+    await listener.start()  # it can be started again
+    bus.publish(event(1, 1))
+    await listener.drain()
+    await listener.stop()
+    assert len(handled) == 1

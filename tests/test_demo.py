@@ -210,7 +210,7 @@ def test_demo_serves_its_fleet_stops_by_itself_and_resumes(tmp_path: Path) -> No
             assert client.get("/api/v1/devices").json()["items"], "the demo devices are gone"
         # Ctrl-C stops the demo cleanly.
         demo.process.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=30) == 0, demo.output()
+        assert demo.wait(timeout=60) == 0, demo.output()
     assert "demo stopped" in demo.stdout
 
 
@@ -219,7 +219,7 @@ def test_demo_prints_commands_a_user_can_paste(tmp_path: Path) -> None:
     port = free_port()
     env = m2mhub_env(tmp_path)
     with running_demo(env, "--port", str(port), "--interval", "1", "--duration", "0.5") as demo:
-        assert demo.wait(timeout=30) == 0, demo.output()
+        assert demo.wait(timeout=60) == 0, demo.output()
     url = f"http://127.0.0.1:{port}"
     lines = demo.stdout.splitlines()
     commands = [line.strip() for line in lines if line.strip().startswith("curl")]
@@ -253,7 +253,8 @@ def test_the_demo_rules_fire_alarm_command_and_webhook(tmp_path: Path) -> None:
     ) as demo:
         url, key, _, _ = banner(demo)
         # The rule's webhook reached the receiver the demo runs beside m2mhub, signed.
-        printed = demo.read_until("webhook received: raised by rule fill-tank-north", timeout=60)
+        # about 25 s on an idle machine: the tank runs low after some hours of device time
+        printed = demo.read_until("webhook received: raised by rule fill-tank-north", timeout=120)
         assert "signed sha256=" in printed
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
             alarms = client.get("/api/v1/alarms", params={"rule": "fill-tank-north"}).json()
@@ -276,4 +277,4 @@ def test_the_demo_rules_fire_alarm_command_and_webhook(tmp_path: Path) -> None:
                 "rule:fill-tank-north",
             )
         demo.process.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=30) == 0, demo.output()
+        assert demo.wait(timeout=60) == 0, demo.output()

@@ -3,19 +3,27 @@
 Each subscriber has a bounded queue. When it falls behind and its queue is
 full, the oldest events are dropped for it alone and counted in ``dropped``,
 so a slow console tab never holds up a device's acknowledgement.
+
+A long-lived subscriber (the rules engine, the fleet service) reads its
+subscription through a :class:`BusListener`: one task, one event at a time,
+failures counted, and :meth:`BusListener.drain` to wait for what is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from m2mhub.core.values import Value
+
+log = logging.getLogger(__name__)
 
 
 class ReadingsStored(msgspec.Struct, frozen=True, tag="readings_stored"):
@@ -123,14 +131,25 @@ Event = (
 class Subscription:
     """A bounded queue of events for one subscriber."""
 
-    def __init__(self, maxsize: int, tenant_id: int | None, name: str = "subscriber") -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        tenant_id: int | None,
+        name: str = "subscriber",
+        device_ids: frozenset[str] | None = None,
+    ) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.tenant_id = tenant_id
         self.name = name
+        self.device_ids = device_ids
         self.dropped = 0
 
     def offer(self, event: Event) -> None:
         if self.tenant_id is not None and event.tenant_id != self.tenant_id:
+            return
+        # Filtered here, not by the reader: a console tab watching 50 devices is then woken
+        # for their events only, not for every event of the tenant.
+        if self.device_ids is not None and event.device_id not in self.device_ids:
             return
         if self.queue.full():
             self.queue.get_nowait()
@@ -159,11 +178,17 @@ class Bus:
 
     @asynccontextmanager
     async def subscribe(
-        self, *, maxsize: int = 1000, tenant_id: int | None = None, name: str = "subscriber"
+        self,
+        *,
+        maxsize: int = 1000,
+        tenant_id: int | None = None,
+        name: str = "subscriber",
+        device_ids: frozenset[str] | None = None,
     ) -> AsyncIterator[Subscription]:
         """A subscription that lasts as long as the ``async with`` block; ``name`` (rules,
-        console, ...) labels its lag and drops in the metrics."""
-        subscription = Subscription(maxsize, tenant_id, name)
+        console, ...) labels its lag and drops in the metrics; with ``device_ids``, only
+        those devices' events are queued."""
+        subscription = Subscription(maxsize, tenant_id, name, device_ids)
         self._subscriptions.add(subscription)
         try:
             yield subscription
@@ -198,3 +223,89 @@ class SubscriberStats:
     live: int
     lag: int
     dropped: int
+
+
+class BusListener:
+    """Hands the events of one bus subscription to ``handle``, one at a time, in its own task.
+
+    What ``handle`` raises is logged and counted in ``errors``; the next event is handled
+    as usual. Each event is handled holding ``lock``, so the subscriber's timers can take
+    the same lock to stay out of its way.
+    """
+
+    #: Seconds :meth:`stop` waits for queued events before it gives up on them.
+    STOP_GRACE_S: Final = 5.0
+
+    def __init__(
+        self,
+        bus: Bus,
+        handle: Callable[[Event], Awaitable[None]],
+        *,
+        name: str,
+        maxsize: int = 10_000,
+        lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.bus = bus
+        self.handle = handle
+        self.name = name  # of the subscription, in the metrics and the logs
+        self.maxsize = maxsize
+        self.lock = lock if lock is not None else asyncio.Lock()
+        self.errors = 0
+        self._task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._subscribed = asyncio.Event()
+        self._busy = False
+        self._idle = asyncio.Event()
+
+    async def start(self) -> None:
+        """Subscribe and start handling; returns once subscribed, so no event published
+        after it is missed."""
+        if self._task is not None:
+            raise RuntimeError(f"{self.name}: the listener runs already; stop() it first")
+        self._task = asyncio.create_task(self._listen(), name=f"{self.name}-listen")
+        await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        """Handle what is queued (for up to :attr:`STOP_GRACE_S`), then unsubscribe."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), self.STOP_GRACE_S)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def dropped(self) -> int:
+        """Events the subscription lost because its queue was full (0 when not listening)."""
+        return self._subscription.dropped if self._subscription is not None else 0
+
+    async def drain(self) -> None:
+        """Wait until every event published so far has been handled (at once when stopped)."""
+        while self._subscription is not None and (self._subscription.lag or self._busy):
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def _listen(self) -> None:
+        async with self.bus.subscribe(maxsize=self.maxsize, name=self.name) as subscription:
+            self._subscription = subscription
+            self._subscribed.set()
+            try:
+                while True:
+                    event = await subscription.get()
+                    self._busy = True
+                    try:
+                        async with self.lock:
+                            await self.handle(event)
+                    except Exception:
+                        self.errors += 1
+                        log.exception("%s: handling %s failed", self.name, type(event).__name__)
+                    finally:
+                        if not subscription.lag:
+                            self._busy = False
+                            self._idle.set()
+            finally:
+                self._subscription = None
+                self._subscribed.clear()
+                self._busy = False
+                self._idle.set()  # a drain waiting when the listener is stopped returns

@@ -238,6 +238,21 @@ class DemoRun:
     seed: int
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _teltonika_address(settings: Settings) -> tuple[str, int] | None:
+    """Where the platform's Teltonika server listens, if it runs one."""
+    port = settings.tracker_ports().get("teltonika")
+    if port is None:
+        return None
+    host = settings.tracker_host if settings.tracker_host != "0.0.0.0" else "127.0.0.1"
+    return host, port
+
+
 #: How much device time ``--speed`` replays before the fleet keeps pace with the clock.
 SPEED_LEAD_MS = 86_400_000
 
@@ -248,6 +263,9 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
     from m2mhub.sim.fleet import build_models
     from m2mhub.sim.runner import FleetRunner, LiveClock
 
+    if any(d.transport == "teltonika" for d in run.fleet.devices) and not settings.trackers:
+        # The fleet's Teltonika trackers need the platform's Teltonika port: a free one.
+        settings = settings.model_copy(update={"trackers": f"teltonika:{_free_port()}"})
     platform = Platform(settings)
     api = create_app(settings, platform=platform)
     server = uvicorn.Server(
@@ -292,6 +310,7 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
         backfill_ms=run.backfill_ms,
         interval_s=run.interval,
         http_url=url,
+        teltonika=_teltonika_address(settings),
     )
     shown = demo_setup.SHOWN_DEVICE
     token = credentials.tokens[shown]
@@ -312,11 +331,14 @@ async def _demo(settings: Settings, run: DemoRun, duration: float | None) -> Non
     out.print(f"admin API key: [bold]{credentials.admin_key}[/bold]")
     out.print(f"device [bold]{shown}[/bold] token: [bold]{token}[/bold]")
     pace = "real time" if run.speed == 1 else f"{run.speed:g}x until it catches up with the clock"
-    over_http = sum(1 for d in run.fleet.devices if d.transport == "http")
+    over = {t: sum(1 for d in run.fleet.devices if d.transport == t) for t in ("http", "teltonika")}
+    teltonika = _teltonika_address(settings)
+    if teltonika is not None:
+        out.print(f"Teltonika trackers: tcp://{teltonika[0]}:{teltonika[1]} (IMEI = device id)")
     out.print(
-        f"{len(run.fleet.devices) - over_http} simulated devices report over MQTT and "
-        f"{over_http} over HTTP ({pace}); the demo's rules raise alarms and run the water "
-        "tower's pump. Try:"
+        f"{len(run.fleet.devices) - sum(over.values())} simulated devices report over MQTT, "
+        f"{over['http']} over HTTP and {over['teltonika']} as Teltonika trackers ({pace}); "
+        "the demo's rules raise alarms and run the water tower's pump. Try:"
     )
     out.print(f"  curl -H 'Authorization: Bearer {credentials.admin_key}' {url}/api/v1/latest")
     out.print(

@@ -20,6 +20,7 @@ from typing import Any
 from m2mhub.actions import DeliveryWorker, Notifier, WebhookService
 from m2mhub.alarms import AlarmService
 from m2mhub.apps.fleet.service import FleetService
+from m2mhub.apps.metering.service import OVERDUE_INTERVAL_S, MeteringService
 from m2mhub.audit import AuditLog
 from m2mhub.bus import (
     AttributesReported,
@@ -80,6 +81,10 @@ class Platform:
         self.rules = RulesEngine(self)
         # Trips, stops and events of vehicles (apps/fleet), also with the rules role.
         self.fleet = FleetService(self)
+        # Billing (apps/metering); the scheduler role marks unpaid invoices overdue.
+        self.metering = MeteringService(
+            self.store, holder=self.holder, audit=self.audit, webhooks=self.webhooks
+        )
         self.rejected = 0
         self.broker: EmbeddedBroker | None = None
         self.accounts: DynamicSecurity | None = None
@@ -129,6 +134,9 @@ class Platform:
                 asyncio.create_task(self._every(self.settings.rollup_interval_s, self.run_rollups)),
                 asyncio.create_task(
                     self._every(self.settings.retention_interval_s, self.run_retention)
+                ),
+                asyncio.create_task(
+                    self._every(OVERDUE_INTERVAL_S, self.metering.mark_overdue_everywhere)
                 ),
             ]
             await self.deliveries.start()

@@ -119,7 +119,12 @@ async def _events(
     heartbeat = platform.settings.stream_heartbeat_s
     subscribe = platform.bus.subscribe
     async with (
-        subscribe(maxsize=QUEUE_SIZE, tenant_id=tenant_id, name="console") as subscription,
+        subscribe(
+            maxsize=QUEUE_SIZE,
+            tenant_id=tenant_id,
+            name="console",
+            device_ids=frozenset(devices) if devices else None,
+        ) as subscription,
         streams_of(request.app).opened() as closing,
     ):
         yield f"retry: {RETRY_MS}\n\n".encode()
@@ -139,8 +144,6 @@ async def _events(
                         yield b": keep-alive\n\n"
                     continue
                 event, get = get.result(), None
-                if devices and event.device_id not in devices:
-                    continue
                 kind, data = event_data(event)
                 if kind in kinds:
                     yield _frame(kind, data)

@@ -40,7 +40,7 @@ import msgspec
 
 from m2mhub.actions.notify import is_url, mask_url
 from m2mhub.audit.log import AuditLog, error_result
-from m2mhub.bus import Event, PresenceChanged, ReadingsStored, Subscription
+from m2mhub.bus import BusListener, Event, PresenceChanged, ReadingsStored
 from m2mhub.core.errors import M2MHubError, NotFoundError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Value
@@ -140,12 +140,9 @@ class RulesEngine:
         self._version: tuple[int, int] | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        self._listener = BusListener(platform.bus, self.handle, name="rules", lock=self._lock)
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscription: Subscription | None = None
-        self._subscribed = asyncio.Event()
-        self._busy = False
-        self._idle = asyncio.Event()
-        self.errors = 0
+        self._errors = 0  # timers and given-up saves; the listener counts its own
         self.conflicts = 0  # saves lost to another process, each followed by a reload
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -165,17 +162,15 @@ class RulesEngine:
             _, applied = await apply_rule_file(self.store, text, source=str(path))
             log.info("applied %d rules from %s", len(applied), path)
         await self.reload()
+        await self._listener.start()
         self._tasks = [
-            asyncio.create_task(self._listen(), name="rules-listen"),
             asyncio.create_task(self._every(self.tick_s, self.tick), name="rules-tick"),
             asyncio.create_task(self._every(self.reload_s, self.refresh), name="rules-reload"),
         ]
-        await self._subscribed.wait()
 
     async def stop(self) -> None:
         """Finish what is queued, save what only memory holds, then stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), 5.0)
+        await self._listener.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -185,35 +180,17 @@ class RulesEngine:
         try:
             await self.flush()
         except Exception:
-            self.errors += 1
+            self._errors += 1
             log.exception("rules: saving the newest reading times on stop failed")
+
+    @property
+    def errors(self) -> int:
+        """Evaluations, timers and saves that failed in this process."""
+        return self._errors + self._listener.errors
 
     async def drain(self) -> None:
         """Wait until every event published so far has been evaluated."""
-        while self._subscription is not None and (self._subscription.lag or self._busy):
-            self._idle.clear()
-            await self._idle.wait()
-
-    async def _listen(self) -> None:
-        async with self.platform.bus.subscribe(maxsize=10_000, name="rules") as subscription:
-            self._subscription = subscription
-            self._subscribed.set()
-            try:
-                while True:
-                    event = await subscription.get()
-                    self._busy = True
-                    try:
-                        async with self._lock:
-                            await self.handle(event)
-                    except Exception:
-                        self.errors += 1
-                        log.exception("rules: evaluating %s failed", type(event).__name__)
-                    finally:
-                        if not subscription.lag:
-                            self._busy = False
-                            self._idle.set()
-            finally:
-                self._subscription = None
+        await self._listener.drain()
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -221,7 +198,7 @@ class RulesEngine:
             try:
                 await job()
             except Exception:
-                self.errors += 1
+                self._errors += 1
                 log.exception("rules: %s failed", getattr(job, "__name__", job))
 
     # -- rules and their devices --------------------------------------------------------
@@ -508,7 +485,7 @@ class RulesEngine:
         self._trace(item, device, ts, how, state, note=LOST)
 
     def _give_up(self, item: LoadedRule, device: Device) -> None:
-        self.errors += 1
+        self._errors += 1
         log.error(
             "rules: %s for %s: other processes saved first %d times in a row; event dropped",
             item.rule.name,

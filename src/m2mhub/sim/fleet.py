@@ -79,7 +79,7 @@ class FleetType(msgspec.Struct, frozen=True):
 
 
 #: How a simulated device talks to m2mhub.
-Transport = Literal["mqtt", "http"]
+Transport = Literal["mqtt", "http", "teltonika"]
 
 
 class FleetDevice(msgspec.Struct, frozen=True):
@@ -92,7 +92,9 @@ class FleetDevice(msgspec.Struct, frozen=True):
     params: Any  # the model's parameters Struct, e.g. MeterParams
     report_interval_s: int
     labels: dict[str, str] = {}
-    transport: Transport = "mqtt"  # how it reports: MQTT through the SDK, or the HTTP API
+    # how it reports: MQTT through the SDK, the HTTP API, or as a Teltonika tracker (the id
+    # is then its IMEI)
+    transport: Transport = "mqtt"
 
 
 class FleetAsset(msgspec.Struct, frozen=True):
@@ -294,6 +296,8 @@ def _check_type(name: str, raw: object) -> FleetType:
 def _check_device(field: str, raw: object, types: dict[str, FleetType]) -> FleetDevice:
     decl = _convert(raw, _DeviceDecl, field)
     _translate(check_device_id, decl.id, f"{field}.id")
+    if decl.transport == "teltonika" and not (decl.id.isdigit() and len(decl.id) == 15):
+        _fail(f"{field}.id", f"{decl.id!r}: a Teltonika tracker is known by its IMEI, 15 digits")
     kind = MODELS.get(decl.model)
     if kind is None:
         _fail(f"{field}.model", f"unknown model {decl.model!r}; use one of {', '.join(MODELS)}")

@@ -25,6 +25,7 @@ from m2mhub.sim.base import AnyModel
 from m2mhub.sim.clock import SimClock, backfill
 from m2mhub.sim.fleet import Fleet, FleetDevice
 from m2mhub.sim.tank import Pump
+from m2mhub.sim.teltonika import TeltonikaDevice
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class FleetRunner:
         backfill_ms: int = 0,
         interval_s: float | None = None,
         http_url: str | None = None,
+        teltonika: tuple[str, int] | None = None,
     ) -> None:
         self.fleet = fleet
         self.models = models
@@ -134,6 +136,7 @@ class FleetRunner:
         self.backfill_ms = backfill_ms
         self.interval_s = interval_s
         self.http_url = http_url
+        self.teltonika = teltonika  # host and port of the platform's Teltonika server
         self.tallies = {d.id: DeviceTally() for d in fleet.devices}
 
     @property
@@ -146,25 +149,36 @@ class FleetRunner:
 
     async def run(self) -> None:
         """Run the fleet until cancelled; each device says goodbye on the way out."""
-        if self.http_url is None and any(d.transport == "http" for d in self.fleet.devices):
+        transports = {d.transport for d in self.fleet.devices}
+        if self.http_url is None and "http" in transports:
             raise M2MHubError("the fleet has HTTP devices: give the runner the platform's URL")
+        if self.teltonika is None and "teltonika" in transports:
+            raise M2MHubError("the fleet has Teltonika trackers: give the runner the tracker port")
         async with (
             httpx.AsyncClient(base_url=self.http_url or "", timeout=30) as http,
             asyncio.TaskGroup() as group,
         ):
             for spec in self.fleet.devices:
+                name = f"sim-{spec.id}"
                 if spec.transport == "http":
                     device = HttpDevice(http, spec.id, self.tokens[spec.id])
-                    group.create_task(self._run_http_device(spec, device), name=f"sim-{spec.id}")
+                    group.create_task(self._run_batching_device(spec, device), name=name)
+                elif spec.transport == "teltonika" and self.teltonika is not None:
+                    host, port = self.teltonika
+                    tracker = TeltonikaDevice(spec.id, host=host, port=port)
+                    group.create_task(self._run_batching_device(spec, tracker), name=name)
                 else:
-                    group.create_task(self._run_device(spec), name=f"sim-{spec.id}")
+                    group.create_task(self._run_device(spec), name=name)
 
     def _intervals(self, spec: FleetDevice) -> tuple[int, int]:
         """(history, live) report intervals in ms: --interval changes the live pace only."""
         history_ms = spec.report_interval_s * 1000
         return history_ms, round((self.interval_s or spec.report_interval_s) * 1000)
 
-    async def _run_http_device(self, spec: FleetDevice, device: HttpDevice) -> None:
+    async def _run_batching_device(
+        self, spec: FleetDevice, device: HttpDevice | TeltonikaDevice
+    ) -> None:
+        """A device that queues its reports and sends them in batches (HTTP, a tracker)."""
         model = self.models[spec.id]
         tally = self.tallies[spec.id]
         history_ms, interval_ms = self._intervals(spec)
@@ -186,6 +200,8 @@ class FleetRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(device.flush(), FLUSH_TIMEOUT_S)
             tally.failed += len(device.queued)
+            if isinstance(device, TeltonikaDevice):
+                await device.close()
 
     async def _run_device(self, spec: FleetDevice) -> None:
         model = self.models[spec.id]

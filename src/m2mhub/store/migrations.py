@@ -507,6 +507,11 @@ SQLITE: Final[list[str]] = [
     );
     CREATE INDEX fleet_outputs_time ON fleet_outputs (device_pk, kind, start_ts);
     """,
+    # metering: what is left to pay on an invoice once a credit note for a paid
+    # invoice is set off against its replacement (NULL: the total)
+    """
+    ALTER TABLE metering_invoices ADD COLUMN amount_due TEXT;
+    """,
 ]
 
 POSTGRES: Final[list[str]] = [
@@ -1000,5 +1005,10 @@ POSTGRES: Final[list[str]] = [
         PRIMARY KEY (device_pk, seq)
     );
     CREATE INDEX fleet_outputs_time ON fleet_outputs (device_pk, kind, start_ts);
+    """,
+    # metering: what is left to pay on an invoice once a credit note for a paid
+    # invoice is set off against its replacement (NULL: the total)
+    """
+    ALTER TABLE metering_invoices ADD COLUMN amount_due TEXT;
     """,
 ]

@@ -49,8 +49,10 @@ def install(app: FastAPI, settings: Settings, platform: Platform) -> None:
     app.include_router(rules.json_router)
     # App pages (imported here: the apps' modules import the console's).
     from m2mhub.apps.fleet import web as fleet_web
+    from m2mhub.apps.metering import web as metering_web
 
     app.include_router(fleet_web.router)
+    app.include_router(metering_web.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

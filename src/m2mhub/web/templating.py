@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -33,6 +34,17 @@ def _time(ts: int | None) -> Markup:
     )
 
 
+def _clock(ts: int | None, zone: str) -> Markup:
+    """An instant as the local time of day in ``zone`` (pages about a local day, such as a
+    vehicle's day); marked ``data-local`` so console.js leaves it as it is."""
+    if ts is None:
+        return Markup("")
+    moment = datetime.fromtimestamp(ts / 1000, ZoneInfo(zone))
+    return Markup('<time datetime="{}" data-local title="{}">{}</time>').format(
+        moment.isoformat(timespec="milliseconds"), zone, moment.strftime("%H:%M")
+    )
+
+
 def _value(value: Any) -> str:
     """A telemetry value for reading: short floats, true/false."""
     if isinstance(value, bool):
@@ -47,6 +59,7 @@ def _json(value: Any) -> str:
 
 
 templates.env.filters["time"] = _time
+templates.env.filters["clock"] = _clock
 templates.env.filters["value"] = _value
 templates.env.filters["json"] = _json
 

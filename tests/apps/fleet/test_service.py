@@ -130,3 +130,13 @@ async def test_devices_without_a_fleet_profile_are_not_processed(api: Api) -> No
     await send(api, "meter-1", DAY.readings[:200])
     device = await api.platform.store.get_device("meter-1")
     assert await storage.load_state(api.platform.store, device.pk) is None
+
+
+async def test_readings_whose_bus_events_were_lost_are_caught_up(api: Api) -> None:
+    # What a full bus queue does: the readings are stored, their events never arrive.
+    device = await api.platform.store.get_device(VAN)
+    await api.platform.store.write_readings([(device.pk, ts, v) for ts, v in DAY.readings])
+    assert await stored(api) == []
+    assert await api.platform.fleet.catch_up() > 0
+    assert await stored(api) == batch(DAY.readings)
+    assert await api.platform.fleet.catch_up() == 0  # nothing new: nothing written

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from m2mhub.core.values import Role
-from tests.apps.fleet.conftest import VAN, send
+from tests.apps.fleet.conftest import VAN, ZONE, send
 from tests.apps.fleet.vans import VanDay
 from tests.conftest import Api
 from tests.web.conftest import PASSWORD, sign_in
 
 DAY = VanDay()
+
+
+def data_zone(html: str) -> str:
+    found = re.search(r'<script type="application/json" id="day-data">(.*?)</script>', html, re.S)
+    assert found is not None
+    return str(json.loads(found.group(1))["timezone"])
 
 
 @pytest.fixture
@@ -41,6 +49,10 @@ async def test_the_day_page_lists_trips_and_stops_and_carries_the_route(
     html = page.text
     trips = re.search(r'<ol id="trip-list">(.*?)</ol>', html, re.S)
     assert trips is not None and trips.group(1).count("<li>") == 3
+    # times of the day in the vehicle's zone (Amsterdam), whatever the reader's
+    first = datetime.fromtimestamp(DAY.depot_leave / 1000, ZoneInfo(ZONE)).strftime("%H:%M")
+    assert f'data-local title="{ZONE}">{first}</time>' in trips.group(1)
+    assert data_zone(html) == ZONE
     stops = re.search(r'<ol id="stop-list">(.*?)</ol>', html, re.S)
     assert stops is not None and stops.group(1).count("<li>") == 3
     found = re.search(r'<script type="application/json" id="day-data">(.*?)</script>', html, re.S)

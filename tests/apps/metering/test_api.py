@@ -122,7 +122,7 @@ async def test_bill_render_collect_and_get_paid(api: Api) -> None:
     csv = await api.client.get(f"{M}/invoices/INV-000001.csv", headers=viewer)
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[2] == (
-        "INV-000001,invoice,2,Energy,2026-10-01,2026-11-01,745.000000,kWh,0.25,186.25,EUR,0.21"
+        "INV-000001,invoice,2,Energy,2026-10-01,2026-11-01,745.000,kWh,0.25,186.25,EUR,0.21"
     )
     pdf = await api.client.get(f"{M}/invoices/INV-000001.pdf", headers=viewer)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")

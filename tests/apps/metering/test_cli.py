@@ -103,3 +103,22 @@ def test_apply_bill_collect(hub: dict[str, str], tmp_path: Path) -> None:
 
     refused = fails("billing", "run", "--period", "2026-13", "--tenant", "acme", env=hub)
     assert "period" in refused
+
+
+def test_a_held_invoice_is_released_from_the_command_line(
+    hub: dict[str, str], tmp_path: Path
+) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "flat.yaml").write_text(TARIFF_YAML)
+    held_settings = "  on_missing_data: hold\n  max_estimated_percent: 0\ntariffs:"
+    (files / "metering.yaml").write_text(DECLARATIONS.replace("tariffs:", held_settings, 1))
+    ok("metering", "apply", str(files / "metering.yaml"), env=hub)
+    run = ok("billing", "run", "--period", "2026-10", "--tenant", "acme", env=hub)
+    assert "held" in run and "HELD-000001" in run and "INV-000001" not in run
+    listed = ok("billing", "invoices", "--status", "held", "--tenant", "acme", env=hub)
+    assert "HELD-000001" in listed
+    released = ok("billing", "release", "HELD-000001", "--tenant", "acme", env=hub)
+    assert "released HELD-000001 as INV-000001: 242.24 EUR" in released
+    refused = fails("billing", "release", "INV-000001", "--tenant", "acme", env=hub)
+    assert "not held" in refused

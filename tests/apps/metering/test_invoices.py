@@ -656,7 +656,8 @@ def test_pdf_lists_consumption_per_time_of_use_period() -> None:
                 - {name: peak, price_per_kwh: 0.30, days: [weekday],
                    hours: [{from: "07:00", to: "23:00"}]}
                 - {name: weekend, price_per_kwh: 0.18, days: [weekend, holiday]}
-                - {name: night, price_per_kwh: 0.22}
+                - {name: night, price_per_kwh: 0.22, days: [weekday],
+                   hours: [{from: "23:00", to: "07:00"}]}
         """
     )
     start = datetime(2026, 4, 25, tzinfo=AMS).astimezone(UTC)
@@ -675,3 +676,88 @@ def test_pdf_lists_consumption_per_time_of_use_period() -> None:
     assert "96 kWh from 96 actual reads, 0 kWh from 0 estimated reads" in text
     assert "E = estimated read" not in text  # both register reads are actual
     assert "Energy tax" in text and "\u20ac 37.41" in text
+
+
+# --- units and estimated days ------------------------------------------------------------
+
+RUNTIME_TARIFF = """
+name: Excavator rent
+currency: EUR
+timezone: Europe/Amsterdam
+versions:
+  - valid_from: 2026-01-01
+    tax: {rate: 0.21}
+    standing_charge: {per_day: 35}
+    energy: {type: flat, price_per_kwh: 12.5}
+"""
+
+
+def runtime_invoice() -> Invoice:
+    # A rented excavator billed by runtime hours, 2-4 June 2026: 2.5 h, 0.25 h (estimated),
+    # 8 h. Rent 3 * 35 = 105.00, hours 10.75 * 12.50 = 134.375 -> 134.38; subtotal 239.38,
+    # VAT 50.2698 -> 50.27, total 289.65. The service relabels the pricing core's kWh to
+    # the register's unit, as here.
+    intervals = local_days(date(2026, 6, 2), ["2.5", "0.25", "8"], estimated=frozenset({1}))
+    draft = price_period(
+        parse_tariff_yaml(RUNTIME_TARIFF), date(2026, 6, 2), date(2026, 6, 5), intervals
+    )
+    lines = tuple(
+        dataclasses.replace(line, unit="h" if line.unit == "kWh" else line.unit)
+        for line in draft.lines
+    )
+    draft = dataclasses.replace(draft, lines=lines, unit="h")
+    meter = MeterReads(
+        meter="excavator-7",
+        register="runtime_h",
+        unit="h",
+        first=RegisterRead(read_on=date(2026, 6, 2), value=D("1200.5")),
+        last=RegisterRead(read_on=date(2026, 6, 5), value=D("1211.25")),
+    )
+    return make_invoice(draft, meters=(meter,))
+
+
+def test_a_usage_invoice_never_says_kwh() -> None:
+    invoice = runtime_invoice()
+    assert invoice.draft.total == eur("289.65")
+    text = pdf_text(render_invoice_pdf(invoice, compress=False))
+    assert "kWh" not in text
+    assert "Tariff period\nh\nTotal imported\n10.75" in text
+    assert "10.5 h from 2 actual reads, 0.25 h from 1 estimated reads" in text
+    rows = list(csv.DictReader(io.StringIO(render_lines_csv([invoice]))))
+    assert [(r["description"], r["quantity"], r["unit"]) for r in rows] == [
+        ("Standing charge", "3", "day"),
+        ("Energy", "10.75", "h"),
+    ]
+    again = parse_invoice_json(render_invoice_json(invoice))
+    assert again == invoice and again.draft.unit == "h"
+
+
+def test_csv_prints_energy_to_the_watt_hour_and_other_units_as_needed() -> None:
+    draft = april_draft()
+    lines = (
+        dataclasses.replace(draft.lines[0], quantity=D("10.000")),  # days
+        dataclasses.replace(draft.lines[1], quantity=D("33.3330")),
+        dataclasses.replace(draft.lines[2], quantity=D("16.7")),
+    )
+    invoice = make_invoice(dataclasses.replace(draft, lines=(*lines, *draft.lines[3:])))
+    rows = list(csv.DictReader(io.StringIO(render_lines_csv([invoice]))))
+    assert [(r["quantity"], r["unit"]) for r in rows[:3]] == [
+        ("10", "day"),
+        ("33.333", "kWh"),
+        ("16.700", "kWh"),
+    ]
+
+
+def test_the_pdf_names_the_days_with_estimated_intervals() -> None:
+    draft = april_draft()  # 9 and 10 April estimated
+    assert draft.estimated_dates == (date(2026, 4, 9), date(2026, 4, 10))
+    text = pdf_text(render_invoice_pdf(make_invoice(draft), compress=False))
+    assert "Estimated on: 9 Apr - 10 Apr 2026." in text.replace("\n", " ")
+    document = json.loads(render_invoice_json(make_invoice(draft)))
+    assert document["consumption"]["estimated_dates"] == ["2026-04-09", "2026-04-10"]
+    assert document["consumption"]["unit"] == "kWh"
+    # A document archived before these keys existed reads as kWh without dates.
+    del document["consumption"]["estimated_dates"], document["consumption"]["unit"]
+    old = parse_invoice_json(json.dumps(document))
+    assert (old.draft.unit, old.draft.estimated_dates) == ("kWh", ())
+    assert "Estimated on" not in pdf_text(render_invoice_pdf(old, compress=False))

@@ -234,7 +234,7 @@ def test_worked_example_time_of_use_with_holiday_and_energy_tax() -> None:
     # 1 kWh every hour: 4 days * 24 h = 96 kWh.
     #   peak     weekday 07-23       : Tuesday only, 16 h = 16 kWh * 0.30 =  4.80
     #   weekend  weekend and holiday : Sat, Sun, Mon   72 kWh * 0.18 = 12.96
-    #   night    the rest            : Tuesday 8 h   =  8 kWh * 0.22 =  1.76
+    #   night    weekday 23-07       : Tuesday 8 h   =  8 kWh * 0.22 =  1.76
     #   standing 4 days * 0.45                                       =  1.80
     #   energy tax 96 kWh * 0.10                                     =  9.60
     # Subtotal 1.80 + 4.80 + 12.96 + 1.76 + 9.60 = 30.92
@@ -253,7 +253,12 @@ def test_worked_example_time_of_use_with_holiday_and_energy_tax() -> None:
                     "hours": [{"from": "07:00", "to": "23:00"}],
                 },
                 {"name": "weekend", "price_per_kwh": "0.18", "days": ["weekend", "holiday"]},
-                {"name": "night", "price_per_kwh": "0.22"},
+                {
+                    "name": "night",
+                    "price_per_kwh": "0.22",
+                    "days": ["weekday"],
+                    "hours": [{"from": "23:00", "to": "07:00"}],
+                },
             ],
         },
     )
@@ -288,7 +293,12 @@ def test_a_holiday_is_priced_at_the_weekend_rate_and_a_plain_monday_is_not() -> 
                 "hours": [{"from": "07:00", "to": "23:00"}],
             },
             {"name": "weekend", "price_per_kwh": "0.18", "days": ["weekend", "holiday"]},
-            {"name": "night", "price_per_kwh": "0.22"},
+            {
+                "name": "night",
+                "price_per_kwh": "0.22",
+                "days": ["weekday"],
+                "hours": [{"from": "23:00", "to": "07:00"}],
+            },
         ],
     }
     tou = tariff(energy=energy)
@@ -612,7 +622,13 @@ FULL_TARIFF = {
                         "days": ["weekday"],
                         "hours": [{"from": "07:00", "to": "23:00"}],
                     },
-                    {"name": "off-peak", "price_per_kwh": "0.2011"},
+                    {
+                        "name": "off-peak",
+                        "price_per_kwh": "0.2011",
+                        "days": ["weekday"],
+                        "hours": [{"from": "23:00", "to": "07:00"}],
+                    },
+                    {"name": "weekend", "price_per_kwh": "0.2011", "days": ["weekend", "holiday"]},
                 ],
             },
             "export": {"per_kwh": "0.065"},

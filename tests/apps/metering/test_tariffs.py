@@ -50,6 +50,11 @@ versions:
           hours: [{from: 7:00, to: 23:00}]
         - name: off-peak
           price_per_kwh: 0.19
+          days: [weekday]
+          hours: [{from: "23:00", to: "07:00"}]
+        - name: weekend
+          price_per_kwh: 0.19
+          days: [weekend, holiday]
   - valid_from: 2026-07-01
     tax: {name: VAT, rate: 0.21}
     energy: {type: flat, price_per_kwh: 0.123456}
@@ -108,7 +113,7 @@ def test_day_types_come_from_the_calendar() -> None:
     assert energy.period_at("weekday", date(2026, 2, 2), 8 * 60).name == "winter peak"
     assert energy.period_at("weekday", date(2026, 6, 2), 8 * 60).name == "summer peak"
     assert energy.period_at("weekday", date(2026, 6, 2), 23 * 60).name == "off-peak"
-    assert energy.period_at("holiday", date(2026, 6, 2), 8 * 60).name == "off-peak"
+    assert energy.period_at("holiday", date(2026, 6, 2), 8 * 60).name == "weekend"
 
 
 def test_subdivision_holidays() -> None:
@@ -160,6 +165,7 @@ BLOCK0: list[str | int] = ["versions", 1, "energy", "blocks", 0]
         (_with(["versions", 0, "energy", "type"], "spot"), "versions[0].energy.type", "flat"),
         (_with(["versions", 0, "energy", "colour"], "red"), "versions[0].energy.colour", "unknown"),
         (_with(["versions", 1, "valid_from"], "2025-12-01"), "versions[1].valid_from", "after"),
+        (_with(["versions", 1, "valid_from"], "2026-01-01"), "versions[1].valid_from", "repeats"),
         (_with(["versions", 1, "valid_from"], "1 April"), "versions[1].valid_from", "YYYY-MM-DD"),
         (_with(["versions", 0, "tax"], {"rate": "21"}), "versions[0].tax.rate", "'0.21'"),
         (
@@ -290,9 +296,12 @@ def test_a_season_may_wrap_the_year_end() -> None:
     data = _tou(
         [
             {"name": "winter", "price_per_kwh": "0.3", "seasons": ["winter"]},
-            {"name": "rest", "price_per_kwh": "0.2"},
+            {"name": "rest", "price_per_kwh": "0.2", "seasons": ["rest"]},
         ],
-        seasons={"winter": {"from": "11-01", "to": "02-29"}},
+        seasons={
+            "winter": {"from": "11-01", "to": "02-29"},
+            "rest": {"from": "03-01", "to": "10-31"},
+        },
     )
     energy = load_tariff(data).versions[0].energy
     assert isinstance(energy, TimeOfUseEnergy)
@@ -300,3 +309,115 @@ def test_a_season_may_wrap_the_year_end() -> None:
     assert energy.period_at("weekday", date(2026, 2, 28), 0).name == "winter"
     assert energy.period_at("weekday", date(2026, 3, 1), 0).name == "rest"
     assert energy.period_at("weekday", date(2026, 10, 31), 0).name == "rest"
+
+
+PEAK = {
+    "name": "peak",
+    "price_per_kwh": "0.30",
+    "days": ["weekday"],
+    "hours": [{"from": "07:00", "to": "23:00"}],
+}
+NIGHT = {
+    "name": "night",
+    "price_per_kwh": "0.20",
+    "days": ["weekday"],
+    "hours": [{"from": "23:00", "to": "07:00"}],
+}
+WEEKEND = {"name": "weekend", "price_per_kwh": "0.18", "days": ["weekend", "holiday"]}
+SEASONS = {"summer": {"from": "04-01", "to": "09-30"}, "winter": {"from": "10-01", "to": "03-31"}}
+
+
+def test_explicit_complements_load_and_the_order_does_not_matter() -> None:
+    for periods in ([PEAK, NIGHT, WEEKEND], [WEEKEND, NIGHT, PEAK]):
+        energy = load_tariff(_tou(periods)).versions[0].energy
+        assert isinstance(energy, TimeOfUseEnergy)
+        assert energy.period_at("weekday", date(2026, 2, 2), 7 * 60).name == "peak"
+        assert energy.period_at("weekday", date(2026, 2, 2), 6 * 60 + 59).name == "night"
+        assert energy.period_at("holiday", date(2026, 2, 2), 12 * 60).name == "weekend"
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (  # the catch-all last period that first-match-wins used to hide
+            _tou([PEAK, {"name": "off-peak", "price_per_kwh": "0.2"}]),
+            "versions[0].energy.periods[1]",
+            r"overlaps periods\[0\] \(peak\) on weekdays 07:00-23:00;",
+        ),
+        (
+            _tou(
+                [
+                    {**PEAK, "seasons": ["winter"]},
+                    {**PEAK, "name": "summer peak", "seasons": ["summer"]},
+                    NIGHT,
+                    WEEKEND,
+                    {
+                        "name": "morning",
+                        "price_per_kwh": "0.25",
+                        "days": ["weekday", "weekend"],
+                        "seasons": ["winter"],
+                        "hours": [{"from": "06:00", "to": "08:00"}],
+                    },
+                ],
+                seasons=SEASONS,
+            ),
+            "versions[0].energy.periods[4]",
+            r"overlaps periods\[0\] \(peak\) on weekdays 07:00-08:00 in season winter",
+        ),
+        (  # a wrapping range meeting another just after midnight
+            _tou(
+                [
+                    PEAK,
+                    {**NIGHT, "hours": [{"from": "22:00", "to": "07:00"}]},
+                    WEEKEND,
+                ]
+            ),
+            "versions[0].energy.periods[1]",
+            r"overlaps periods\[0\] \(peak\) on weekdays 22:00-23:00",
+        ),
+        (
+            _tou(
+                [{"name": "p", "price_per_kwh": "0.3"}],
+                seasons={
+                    "summer": {"from": "04-01", "to": "09-30"},
+                    "winter": {"from": "09-30", "to": "03-31"},
+                },
+            ),
+            "versions[0].energy.seasons.winter",
+            "overlaps season summer on 09-30",
+        ),
+        (
+            _tou(
+                [{"name": "p", "price_per_kwh": "0.3"}],
+                seasons={
+                    "summer": {"from": "04-01", "to": "09-30"},
+                    "winter": {"from": "11-01", "to": "03-31"},
+                },
+            ),
+            "versions[0].energy.seasons",
+            "no season covers 10-01 to 10-31",
+        ),
+        (
+            _tou(
+                [{"name": "p", "price_per_kwh": "0.3"}],
+                seasons={
+                    "summer": {"from": "03-01", "to": "10-31"},
+                    "winter": {"from": "11-01", "to": "02-28"},
+                },
+            ),
+            "versions[0].energy.seasons",
+            "no season covers 02-29 to 02-29",
+        ),
+        (  # disjoint periods that leave out a season
+            _tou([{**PEAK, "days": None, "hours": None, "seasons": ["summer"]}], seasons=SEASONS),
+            "versions[0].energy.periods",
+            "no period covers a weekday on 01-01 at 00:00",
+        ),
+    ],
+)
+def test_overlaps_and_gaps_are_refused_with_an_example(
+    data: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(TariffError, match=message) as caught:
+        load_tariff(data)
+    assert caught.value.field == field

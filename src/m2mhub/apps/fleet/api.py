@@ -8,11 +8,11 @@ profile's time zone. See docs/fleet.md.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from m2mhub.api.deps import Operator, PlatformDep, Viewer
@@ -22,13 +22,13 @@ from m2mhub.apps.fleet.errors import FleetError
 from m2mhub.apps.fleet.profiles import FleetProfile, fleet_settings, time_zone
 from m2mhub.apps.fleet.utilization import Period
 from m2mhub.core.errors import NotFoundError
-from m2mhub.core.timeutil import parse_time
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
 
 From = Annotated[str, Query(alias="from", description="Start: epoch ms, ISO 8601 or -24h.")]
 To = Annotated[str, Query(alias="to", description="End (excluded): epoch ms, ISO 8601, now.")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+FirstDay = Annotated[str | None, Query(alias="from", description="First day, YYYY-MM-DD.")]
+LastDay = Annotated[str | None, Query(alias="to", description="Last day (included).")]
 
 
 class Page(BaseModel):
@@ -55,19 +55,30 @@ def _profile(profile: FleetProfile) -> dict[str, Any]:
     }
 
 
-def _range(start: str, end: str) -> tuple[int, int]:
-    span = parse_time(start, field="from"), parse_time(end, field="to")
-    queries.check_range(*span)
-    return span
+async def _span(start: From = "-24h", end: To = "now") -> tuple[int, int]:
+    return queries.parse_range(start, end)
 
 
-def _day(text: str | None, field: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FleetError(f"{field}: {text!r} is not a day; use YYYY-MM-DD", field=field) from None
+#: The ``from`` and ``to`` query parameters as ``[start, end)`` in epoch ms.
+Span = Annotated[tuple[int, int], Depends(_span)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """How many items a page holds and where it continues."""
+
+    limit: int
+    after: tuple[int, int, int] | None
+
+
+async def _page_query(
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before.")] = None,
+) -> PageQuery:
+    return PageQuery(limit, decode_cursor(cursor, tuple[int, int, int]) if cursor else None)
+
+
+Paging = Annotated[PageQuery, Depends(_page_query)]
 
 
 def _download(found: exports.Export) -> Response:
@@ -129,24 +140,20 @@ async def _page(
     tenant_id: int,
     device_id: str,
     kind: str,
-    start: str,
-    end: str,
-    limit: int,
-    cursor: str | None,
+    span: tuple[int, int],
+    page: PageQuery,
     event_kind: str | None = None,
 ) -> Page:
     device, _ = await queries.vehicle(platform.store, tenant_id, device_id)
-    first, last = _range(start, end)
-    after = decode_cursor(cursor, tuple[int, int, int]) if cursor else None
     rows = await storage.outputs(
-        platform.store, [device.pk], kind, first, last, after=after, limit=limit
+        platform.store, [device.pk], kind, *span, after=page.after, limit=page.limit
     )
     items = [
         {"seq": n.seq, **msgspec.to_builtins(n.output)}
         for _, n in rows
         if event_kind is None or getattr(n.output, "kind", None) == event_kind
     ]
-    more = len(rows) == limit
+    more = len(rows) == page.limit
     return Page(
         items=items,
         next_cursor=encode_cursor(storage.cursor_of(*rows[-1])) if more else None,
@@ -155,30 +162,18 @@ async def _page(
 
 @router.get("/devices/{device_id}/trips", response_model=Page)
 async def list_trips(
-    device_id: str,
-    platform: PlatformDep,
-    who: Viewer,
-    start: From = "-24h",
-    end: To = "now",
-    limit: Limit = 100,
-    cursor: str | None = None,
+    device_id: str, platform: PlatformDep, who: Viewer, span: Span, page: Paging
 ) -> Page:
     """A vehicle's trips overlapping the range, in time order."""
-    return await _page(platform, who.tenant_id, device_id, storage.TRIP, start, end, limit, cursor)
+    return await _page(platform, who.tenant_id, device_id, storage.TRIP, span, page)
 
 
 @router.get("/devices/{device_id}/stops", response_model=Page)
 async def list_stops(
-    device_id: str,
-    platform: PlatformDep,
-    who: Viewer,
-    start: From = "-24h",
-    end: To = "now",
-    limit: Limit = 100,
-    cursor: str | None = None,
+    device_id: str, platform: PlatformDep, who: Viewer, span: Span, page: Paging
 ) -> Page:
     """A vehicle's stops overlapping the range, in time order."""
-    return await _page(platform, who.tenant_id, device_id, storage.STOP, start, end, limit, cursor)
+    return await _page(platform, who.tenant_id, device_id, storage.STOP, span, page)
 
 
 @router.get("/devices/{device_id}/events", response_model=Page)
@@ -186,30 +181,21 @@ async def list_events(
     device_id: str,
     platform: PlatformDep,
     who: Viewer,
-    start: From = "-24h",
-    end: To = "now",
+    span: Span,
+    page: Paging,
     kind: Annotated[str | None, Query(description="Only this kind, e.g. overspeed.")] = None,
-    limit: Limit = 100,
-    cursor: str | None = None,
 ) -> Page:
     """A vehicle's fleet events (ignition, overspeed, idling, fuel drop, offline)."""
-    return await _page(
-        platform, who.tenant_id, device_id, storage.EVENT, start, end, limit, cursor, kind
-    )
+    return await _page(platform, who.tenant_id, device_id, storage.EVENT, span, page, kind)
 
 
 @router.get("/devices/{device_id}/route")
 async def get_route(
-    device_id: str,
-    platform: PlatformDep,
-    who: Viewer,
-    start: From = "-24h",
-    end: To = "now",
+    device_id: str, platform: PlatformDep, who: Viewer, span: Span
 ) -> dict[str, Any]:
     """The positions a vehicle reported in the range."""
     device, profile = await queries.vehicle(platform.store, who.tenant_id, device_id)
-    first, last = _range(start, end)
-    points = await queries.route_of(platform.store, device, profile, first, last)
+    points = await queries.route_of(platform.store, device, profile, *span)
     return {"device": device.id, "points": msgspec.to_builtins(points)}
 
 
@@ -218,15 +204,13 @@ async def get_summary(
     device_id: str,
     platform: PlatformDep,
     who: Viewer,
-    start: Annotated[str | None, Query(alias="from", description="First day.")] = None,
-    end: Annotated[str | None, Query(alias="to", description="Last day (included).")] = None,
+    start: FirstDay = None,
+    end: LastDay = None,
 ) -> dict[str, Any]:
     """A vehicle's day summaries (distance, driving, idling, engine time), last 7 days by
     default."""
     device, profile = await queries.vehicle(platform.store, who.tenant_id, device_id)
-    first, last = exports.default_days(profile.zone)
-    first = _day(start, "from") or first
-    last = _day(end, "to") or last
+    first, last = queries.parse_days(start, end, profile.zone)
     days = await queries.day_summaries(platform.store, device, profile, first, last)
     return {"device": device.id, "timezone": profile.timezone, "days": msgspec.to_builtins(days)}
 
@@ -237,12 +221,11 @@ async def export_report(
     report: str,
     platform: PlatformDep,
     who: Viewer,
-    start: From = "-24h",
-    end: To = "now",
+    span: Span,
     format: Annotated[str, Query(description="csv, gpx or kml")] = "csv",
 ) -> Response:
     """A vehicle's trips, stops, events, summary or route as a file."""
-    first, last = _range(start, end)
+    first, last = span
     found = await exports.export(
         platform.store, who.tenant_id, report, format, start=first, end=last, device=device_id
     )
@@ -259,8 +242,8 @@ async def get_utilization(
     asset: str | None = None,
     device: str | None = None,
     group: str | None = None,
-    start: Annotated[str | None, Query(alias="from", description="First day.")] = None,
-    end: Annotated[str | None, Query(alias="to", description="Last day (included).")] = None,
+    start: FirstDay = None,
+    end: LastDay = None,
     period: Annotated[Period, Query(description="day or week")] = "day",
     format: Annotated[str, Query(description="json or csv")] = "json",
 ) -> Any:
@@ -268,44 +251,20 @@ async def get_utilization(
     asset, device or group, or (none given) of every vehicle and group."""
     if format not in ("json", "csv"):
         raise FleetError(f"format: {format!r} is not json or csv", field="format")
-    first, last = exports.default_days(time_zone("UTC"))
-    first = _day(start, "from") or first
-    last = _day(end, "to") or last
-    if last < first:
-        raise FleetError("to: give a day on or after from", field="to")
-    store = platform.store
-    if asset is None and device is None and group is None:
-        rows, groups = await queries.fleet_utilization(
-            store, who.tenant_id, first, last, period=period
-        )
-    else:
-        rows = await queries.asset_utilization(
-            store,
-            who.tenant_id,
-            first,
-            last,
-            period=period,
-            asset=asset,
-            device=device,
-            group=group,
-        )
-        groups = []
+    first, last = queries.parse_days(start, end, time_zone("UTC"))
+    rows, groups = await queries.utilization_of(
+        platform.store,
+        who.tenant_id,
+        first,
+        last,
+        period=period,
+        asset=asset,
+        device=device,
+        group=group,
+    )
     if format == "csv":
-        start_ms, _ = queries.day_range(first, time_zone("UTC"))
-        _, end_ms = queries.day_range(last, time_zone("UTC"))
-        found = await exports.export(
-            store,
-            who.tenant_id,
-            "utilization",
-            "csv",
-            start=start_ms,
-            end=end_ms,
-            asset=asset,
-            device=device,
-            group=group,
-            period=period,
-        )
-        return _download(found)
+        subject = device or asset or group or "fleet"
+        return _download(exports.utilization_file([*rows, *groups], subject, first, period))
     return {
         "period": period,
         "from": first.isoformat(),

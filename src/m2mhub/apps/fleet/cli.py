@@ -116,8 +116,7 @@ def trips(
     """A vehicle's trips overlapping the range."""
 
     async def work(store: Store, tenant_id: int) -> list[Trip]:
-        first, last = parse_time(start, field="from"), parse_time(end, field="to")
-        queries.check_range(first, last)
+        first, last = queries.parse_range(start, end)
         found, _ = await queries.vehicle(store, tenant_id, device)
         return await queries.trips(store, found, first, last)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Final, Literal, TextIO, get_args
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ import msgspec
 
 from m2mhub.apps.fleet import queries
 from m2mhub.apps.fleet.errors import FleetError
+from m2mhub.apps.fleet.models import Utilization
 from m2mhub.apps.fleet.reports import (
     route_gpx,
     route_kml,
@@ -73,6 +74,17 @@ def local_days(start: int, end: int, zone: ZoneInfo) -> tuple[date, date]:
     return first, last
 
 
+def utilization_file(
+    rows: Sequence[Utilization], subject: str, first: date, period: Period
+) -> Export:
+    """Utilization rows as a CSV file named by what they are of and their first day."""
+    return Export(
+        _csv(lambda out: write_utilization_csv(rows, out)),
+        MEDIA_TYPES["csv"],
+        _name(subject, "utilization", first.isoformat(), f"{period}.csv"),
+    )
+
+
 def _csv(write: Callable[[TextIO], None]) -> bytes:
     buffer = io.StringIO(newline="")
     write(buffer)
@@ -102,34 +114,16 @@ async def export(
     report, fmt = check(report, fmt)
     queries.check_range(start, end)
     if report == "utilization":
-        if device is None and asset is None and group is None:
-            first, last = local_days(start, end, ZoneInfo("UTC"))
-            rows, groups = await queries.fleet_utilization(
-                store, tenant_id, first, last, period=period
-            )
-            rows += groups
-            subject = "fleet"
-        else:
-            zone = ZoneInfo("UTC")
-            if device is not None:
-                zone = (await queries.vehicle(store, tenant_id, device))[1].zone
-            first, last = local_days(start, end, zone)
-            rows = await queries.asset_utilization(
-                store,
-                tenant_id,
-                first,
-                last,
-                period=period,
-                asset=asset,
-                device=device,
-                group=group,
-            )
-            subject = device or asset or group or "fleet"
-        return Export(
-            _csv(lambda out: write_utilization_csv(rows, out)),
-            MEDIA_TYPES["csv"],
-            _name(subject, "utilization", first.isoformat(), f"{period}.csv"),
+        # Days are a vehicle's local days; an asset's, a group's and the fleet's are UTC.
+        zone = ZoneInfo("UTC")
+        if device is not None:
+            zone = (await queries.vehicle(store, tenant_id, device))[1].zone
+        first, last = local_days(start, end, zone)
+        rows, groups = await queries.utilization_of(
+            store, tenant_id, first, last, period=period, asset=asset, device=device, group=group
         )
+        subject = device or asset or group or "fleet"
+        return utilization_file([*rows, *groups], subject, first, period)
     if device is None:
         raise FleetError(f"device: the {report} report is of one vehicle; name it", field="device")
     found, profile = await queries.vehicle(store, tenant_id, device)
@@ -163,14 +157,6 @@ async def export(
     return Export(content, MEDIA_TYPES["csv"], filename)
 
 
-def default_days(
-    zone: ZoneInfo, *, days: int = 7, now: datetime | None = None
-) -> tuple[date, date]:
-    """The last ``days`` local days up to today."""
-    today = (now or datetime.now(UTC)).astimezone(zone).date()
-    return today - timedelta(days=days - 1), today
-
-
 __all__ = [
     "FORMATS",
     "MEDIA_TYPES",
@@ -179,7 +165,7 @@ __all__ = [
     "Format",
     "Report",
     "check",
-    "default_days",
     "export",
     "local_days",
+    "utilization_file",
 ]

@@ -1,5 +1,8 @@
 """What the API, the CLI and the console ask of the fleet app, in one place.
 
+That includes reading what people type for a range: times as ``parse_time`` reads them
+(epoch ms, ISO 8601, ``now``, ``-24h``) and local days as ``YYYY-MM-DD``.
+
 Trips, stops and events are read as stored by the service. Routes, day summaries and
 utilization are computed on request from the stored readings (a day summary reads from
 ``max_gap_ms`` before the day, so the stretch across midnight is counted on both days).
@@ -7,8 +10,7 @@ utilization are computed on request from the stored readings (a day summary read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from m2mhub.apps.fleet import storage
@@ -19,6 +21,7 @@ from m2mhub.apps.fleet.reports import route
 from m2mhub.apps.fleet.service import reading_keys
 from m2mhub.apps.fleet.utilization import Period, group_utilization, summarize_days, utilization
 from m2mhub.core.errors import NotFoundError
+from m2mhub.core.timeutil import parse_time
 from m2mhub.store.base import Store
 from m2mhub.store.models import Device
 
@@ -50,6 +53,42 @@ def check_range(start: int, end: int) -> None:
     """Refuse a time range that ends before it starts."""
     if end <= start:
         raise FleetError("to: give a time after from", field="to")
+
+
+def parse_range(start: str, end: str) -> tuple[int, int]:
+    """The ``from`` and ``to`` a person gave as ``[start, end)`` in epoch milliseconds."""
+    span = parse_time(start, field="from"), parse_time(end, field="to")
+    check_range(*span)
+    return span
+
+
+def parse_day(text: str | None, field: str) -> date | None:
+    """A ``YYYY-MM-DD`` day, None when none is given; the error names ``field``."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FleetError(f"{field}: {text!r} is not a day; use YYYY-MM-DD", field=field) from None
+
+
+def default_days(
+    zone: ZoneInfo, *, days: int = 7, now: datetime | None = None
+) -> tuple[date, date]:
+    """The last ``days`` local days up to today."""
+    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    return today - timedelta(days=days - 1), today
+
+
+def parse_days(start: str | None, end: str | None, zone: ZoneInfo) -> tuple[date, date]:
+    """The days ``from`` to ``to`` (included) a person gave; what is not given is taken
+    from the last 7 days up to today in ``zone``."""
+    first, last = default_days(zone)
+    first = parse_day(start, "from") or first
+    last = parse_day(end, "to") or last
+    if last < first:
+        raise FleetError("to: give a day on or after from", field="to")
+    return first, last
 
 
 async def trips(store: Store, device: Device, start: int, end: int) -> list[Trip]:
@@ -165,6 +204,27 @@ async def fleet_utilization(
     return rows, groups
 
 
+async def utilization_of(
+    store: Store,
+    tenant_id: int,
+    first: date,
+    last: date,
+    *,
+    period: Period,
+    asset: str | None = None,
+    device: str | None = None,
+    group: str | None = None,
+) -> tuple[list[Utilization], list[Utilization]]:
+    """The utilization rows of an asset, a device or a group (and no group rows), or with
+    none of them given, every vehicle's rows and each device group's."""
+    if asset is None and device is None and group is None:
+        return await fleet_utilization(store, tenant_id, first, last, period=period)
+    rows = await asset_utilization(
+        store, tenant_id, first, last, period=period, asset=asset, device=device, group=group
+    )
+    return rows, []
+
+
 async def vehicles_of(store: Store, tenant_id: int) -> list[tuple[Device, FleetProfile]]:
     """The tenant's devices whose type has a fleet profile, by id."""
     found: list[tuple[Device, FleetProfile]] = []
@@ -181,21 +241,21 @@ async def _profile_of(store: Store, tenant_id: int, device: Device) -> FleetProf
     return None
 
 
-def days_between(first: date, last: date) -> Sequence[date]:
-    """Each day from ``first`` to ``last``."""
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 __all__ = [
     "asset_utilization",
     "check_range",
     "day_range",
     "day_summaries",
+    "default_days",
     "events",
     "fleet_utilization",
+    "parse_day",
+    "parse_days",
+    "parse_range",
     "route_of",
     "stops",
     "trips",
+    "utilization_of",
     "vehicle",
     "vehicles_of",
 ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
-from typing import Final, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, TextIO, TypeVar
 
 import msgspec
 
@@ -58,165 +58,122 @@ def _coordinate(value: float | None) -> str:
     return "" if value is None else f"{value:.7f}"
 
 
+T = TypeVar("T")
+
+#: A CSV report's columns: each header with how a row's cell is written.
+Columns = Sequence[tuple[str, Callable[[T], object]]]
+
+
+def _write_csv(rows: Iterable[T], columns: Columns[T], out: TextIO) -> None:
+    writer = csv.writer(out)
+    writer.writerow([header for header, _ in columns])
+    for row in rows:
+        writer.writerow([cell(row) for _, cell in columns])
+
+
+def _event_coordinate(event: FleetEvent, key: str) -> str:
+    value = event.values.get(key)
+    return _coordinate(value) if isinstance(value, float) else ""
+
+
+def _event_details(event: FleetEvent) -> str:
+    details = {k: v for k, v in sorted(event.values.items()) if k not in ("lat", "lon")}
+    return msgspec.json.encode(details).decode() if details else ""
+
+
+ROUTE_COLUMNS: Final[Columns[RoutePoint]] = (
+    ("time", lambda p: format_ms(p.ts)),
+    ("lat", lambda p: _coordinate(p.lat)),
+    ("lon", lambda p: _coordinate(p.lon)),
+    ("altitude_m", lambda p: _cell(p.altitude_m)),
+    ("speed_kmh", lambda p: _cell(p.speed_kmh)),
+    ("heading_deg", lambda p: _cell(p.heading_deg)),
+)
+TRIP_COLUMNS: Final[Columns[Trip]] = (
+    ("start_time", lambda t: format_ms(t.start_ts)),
+    ("end_time", lambda t: format_ms(t.end_ts)),
+    ("start_lat", lambda t: _coordinate(t.start_lat)),
+    ("start_lon", lambda t: _coordinate(t.start_lon)),
+    ("end_lat", lambda t: _coordinate(t.end_lat)),
+    ("end_lon", lambda t: _coordinate(t.end_lon)),
+    ("distance_m", lambda t: f"{t.distance_m:.0f}"),
+    ("duration_s", lambda t: _seconds(t.duration_ms)),
+    ("max_speed_kmh", lambda t: f"{t.max_speed_kmh:.1f}"),
+    ("avg_speed_kmh", lambda t: f"{t.avg_speed_kmh:.1f}"),
+    ("driving_s", lambda t: _seconds(t.driving_ms)),
+    ("idle_s", lambda t: _seconds(t.idle_ms)),
+    ("start_odometer_m", lambda t: f"{t.start_odometer_m:.0f}"),
+    ("end_odometer_m", lambda t: f"{t.end_odometer_m:.0f}"),
+)
+STOP_COLUMNS: Final[Columns[Stop]] = (
+    ("start_time", lambda s: format_ms(s.start_ts)),
+    ("end_time", lambda s: format_ms(s.end_ts)),
+    ("lat", lambda s: _coordinate(s.lat)),
+    ("lon", lambda s: _coordinate(s.lon)),
+    ("duration_s", lambda s: _seconds(s.duration_ms)),
+)
+#: An event's values other than its place go in ``details`` as a JSON object.
+EVENT_COLUMNS: Final[Columns[FleetEvent]] = (
+    ("time", lambda e: format_ms(e.ts)),
+    ("kind", lambda e: e.kind.value),
+    ("lat", lambda e: _event_coordinate(e, "lat")),
+    ("lon", lambda e: _event_coordinate(e, "lon")),
+    ("details", _event_details),
+)
+DAY_COLUMNS: Final[Columns[DaySummary]] = (
+    ("day", lambda d: d.day.isoformat()),
+    ("distance_m", lambda d: f"{d.distance_m:.0f}"),
+    ("max_speed_kmh", lambda d: f"{d.max_speed_kmh:.1f}"),
+    ("driving_s", lambda d: _seconds(d.driving_ms)),
+    ("idle_s", lambda d: _seconds(d.idle_ms)),
+    ("off_s", lambda d: _seconds(d.off_ms)),
+    ("no_data_s", lambda d: _seconds(d.no_data_ms)),
+    ("engine_s", lambda d: _seconds(d.engine_ms)),
+    ("odometer_start_m", lambda d: f"{d.odometer_start_m:.0f}"),
+    ("odometer_end_m", lambda d: f"{d.odometer_end_m:.0f}"),
+)
+UTILIZATION_COLUMNS: Final[Columns[Utilization]] = (
+    ("asset", lambda u: u.asset),
+    ("period", lambda u: u.period),
+    ("assets", lambda u: u.assets),
+    ("driving_s", lambda u: _seconds(u.driving_ms)),
+    ("idle_s", lambda u: _seconds(u.idle_ms)),
+    ("off_s", lambda u: _seconds(u.off_ms)),
+    ("no_data_s", lambda u: _seconds(u.no_data_ms)),
+    ("used_s", lambda u: _seconds(u.used_ms)),
+    ("idle_share", lambda u: f"{u.idle_share:.3f}"),
+    ("distance_m", lambda u: f"{u.distance_m:.0f}"),
+)
+
+
 def write_route_csv(points: Iterable[RoutePoint], out: TextIO) -> None:
     """One row per position."""
-    writer = csv.writer(out)
-    writer.writerow(["time", "lat", "lon", "altitude_m", "speed_kmh", "heading_deg"])
-    for p in points:
-        writer.writerow(
-            [
-                format_ms(p.ts),
-                _coordinate(p.lat),
-                _coordinate(p.lon),
-                _cell(p.altitude_m),
-                _cell(p.speed_kmh),
-                _cell(p.heading_deg),
-            ]
-        )
+    _write_csv(points, ROUTE_COLUMNS, out)
 
 
 def write_trips_csv(trips: Iterable[Trip], out: TextIO) -> None:
     """One row per trip."""
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "start_time",
-            "end_time",
-            "start_lat",
-            "start_lon",
-            "end_lat",
-            "end_lon",
-            "distance_m",
-            "duration_s",
-            "max_speed_kmh",
-            "avg_speed_kmh",
-            "driving_s",
-            "idle_s",
-            "start_odometer_m",
-            "end_odometer_m",
-        ]
-    )
-    for t in trips:
-        writer.writerow(
-            [
-                format_ms(t.start_ts),
-                format_ms(t.end_ts),
-                _coordinate(t.start_lat),
-                _coordinate(t.start_lon),
-                _coordinate(t.end_lat),
-                _coordinate(t.end_lon),
-                f"{t.distance_m:.0f}",
-                _seconds(t.duration_ms),
-                f"{t.max_speed_kmh:.1f}",
-                f"{t.avg_speed_kmh:.1f}",
-                _seconds(t.driving_ms),
-                _seconds(t.idle_ms),
-                f"{t.start_odometer_m:.0f}",
-                f"{t.end_odometer_m:.0f}",
-            ]
-        )
+    _write_csv(trips, TRIP_COLUMNS, out)
 
 
 def write_stops_csv(stops: Iterable[Stop], out: TextIO) -> None:
     """One row per stop."""
-    writer = csv.writer(out)
-    writer.writerow(["start_time", "end_time", "lat", "lon", "duration_s"])
-    for s in stops:
-        writer.writerow(
-            [
-                format_ms(s.start_ts),
-                format_ms(s.end_ts),
-                _coordinate(s.lat),
-                _coordinate(s.lon),
-                _seconds(s.duration_ms),
-            ]
-        )
+    _write_csv(stops, STOP_COLUMNS, out)
 
 
 def write_events_csv(events: Iterable[FleetEvent], out: TextIO) -> None:
     """One row per event; its values other than the place as a JSON object."""
-    writer = csv.writer(out)
-    writer.writerow(["time", "kind", "lat", "lon", "details"])
-    for e in events:
-        details = {k: v for k, v in sorted(e.values.items()) if k not in ("lat", "lon")}
-        lat, lon = e.values.get("lat"), e.values.get("lon")
-        writer.writerow(
-            [
-                format_ms(e.ts),
-                e.kind.value,
-                _coordinate(lat) if isinstance(lat, float) else "",
-                _coordinate(lon) if isinstance(lon, float) else "",
-                msgspec.json.encode(details).decode() if details else "",
-            ]
-        )
+    _write_csv(events, EVENT_COLUMNS, out)
 
 
 def write_days_csv(days: Iterable[DaySummary], out: TextIO) -> None:
     """The daily summary: one row per local day."""
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "day",
-            "distance_m",
-            "max_speed_kmh",
-            "driving_s",
-            "idle_s",
-            "off_s",
-            "no_data_s",
-            "engine_s",
-            "odometer_start_m",
-            "odometer_end_m",
-        ]
-    )
-    for d in days:
-        writer.writerow(
-            [
-                d.day.isoformat(),
-                f"{d.distance_m:.0f}",
-                f"{d.max_speed_kmh:.1f}",
-                _seconds(d.driving_ms),
-                _seconds(d.idle_ms),
-                _seconds(d.off_ms),
-                _seconds(d.no_data_ms),
-                _seconds(d.engine_ms),
-                f"{d.odometer_start_m:.0f}",
-                f"{d.odometer_end_m:.0f}",
-            ]
-        )
+    _write_csv(days, DAY_COLUMNS, out)
 
 
 def write_utilization_csv(rows: Iterable[Utilization], out: TextIO) -> None:
     """Utilization of assets or groups: one row per asset (or group) and period."""
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "asset",
-            "period",
-            "assets",
-            "driving_s",
-            "idle_s",
-            "off_s",
-            "no_data_s",
-            "used_s",
-            "idle_share",
-            "distance_m",
-        ]
-    )
-    for u in rows:
-        writer.writerow(
-            [
-                u.asset,
-                u.period,
-                u.assets,
-                _seconds(u.driving_ms),
-                _seconds(u.idle_ms),
-                _seconds(u.off_ms),
-                _seconds(u.no_data_ms),
-                _seconds(u.used_ms),
-                f"{u.idle_share:.3f}",
-                f"{u.distance_m:.0f}",
-            ]
-        )
+    _write_csv(rows, UTILIZATION_COLUMNS, out)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -287,8 +244,15 @@ def route_kml(points: Iterable[RoutePoint], stops: Iterable[Stop] = (), *, name:
 
 
 __all__ = [
+    "DAY_COLUMNS",
+    "EVENT_COLUMNS",
     "GPX_NS",
     "KML_NS",
+    "ROUTE_COLUMNS",
+    "STOP_COLUMNS",
+    "TRIP_COLUMNS",
+    "UTILIZATION_COLUMNS",
+    "Columns",
     "route",
     "route_gpx",
     "route_kml",

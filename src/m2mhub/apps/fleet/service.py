@@ -34,17 +34,13 @@ from m2mhub.apps.fleet.models import FleetEvent, Output, Stop
 from m2mhub.apps.fleet.profiles import FleetProfile
 from m2mhub.apps.fleet.settings import FleetSettings
 from m2mhub.apps.fleet.trips import DetectorState, Reading, TripDetector, accepts
-from m2mhub.bus import Event, ReadingsStored, Subscription
+from m2mhub.bus import BusListener, Event, ReadingsStored
 from m2mhub.connect.trackers.positions import (
-    ALTITUDE_M,
     GPS_VALID,
-    HEADING_DEG,
     IGNITION,
-    LAT,
-    LON,
     ODOMETER_M,
+    POSITION_KEYS,
     RUNTIME_H,
-    SPEED_KMH,
 )
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store.models import Device
@@ -55,17 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The reading keys detection reads, besides a profile's ``fuel_key`` and ``engine_key``.
-READING_KEYS: Final = (
-    LAT,
-    LON,
-    GPS_VALID,
-    ALTITUDE_M,
-    SPEED_KMH,
-    HEADING_DEG,
-    IGNITION,
-    ODOMETER_M,
-    RUNTIME_H,
-)
+READING_KEYS: Final = POSITION_KEYS | {GPS_VALID, IGNITION, ODOMETER_M, RUNTIME_H}
 #: A checkpoint at least this often in data time (6 h), also for vehicles that never stop.
 CHECKPOINT_EVERY_MS: Final = 6 * 3_600_000
 #: Attempts to save one batch before giving up on a vehicle other processes keep moving on.
@@ -103,6 +89,10 @@ class Run:
                 self._checkpoint_ts = ts
 
 
+#: How often the service checks whether its bus queue dropped events (then catches up).
+CATCH_UP_S: Final = 2.0
+
+
 class FleetService:
     """Runs fleet detection for one process (with the ``rules`` role)."""
 
@@ -117,67 +107,44 @@ class FleetService:
         self.store = platform.store
         self.clock = clock
         self.tick_s = tick_s
-        self.errors = 0
+        self._errors = 0  # timer and given-up saves; the listener counts its own
         self.conflicts = 0  # saves lost to another process, each retried from its state
         self.replays = 0  # batches with late readings, replayed from a checkpoint
         self._profiles: dict[int, FleetProfile] = {}  # by type id
         self._devices: dict[int, Device] = {}
         self._loaded_at = -PROFILES_TTL_S
         self._lock = asyncio.Lock()
+        self._listener = BusListener(platform.bus, self.handle, name="fleet", lock=self._lock)
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscription: Subscription | None = None
-        self._subscribed = asyncio.Event()
-        self._busy = False
-        self._idle = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start listening on the bus and the timer."""
+        await self._listener.start()
         self._tasks = [
-            asyncio.create_task(self._listen(), name="fleet-listen"),
             asyncio.create_task(self._every(self.tick_s), name="fleet-tick"),
+            asyncio.create_task(self._catch_up_after_drops(), name="fleet-catch-up"),
         ]
-        await self._subscribed.wait()
 
     async def stop(self) -> None:
         """Finish what is queued (for up to 5 s), then stop; the state is in the store."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), 5.0)
+        await self._listener.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        self._subscribed.clear()
+
+    @property
+    def errors(self) -> int:
+        """Batches, ticks and saves that failed in this process."""
+        return self._errors + self._listener.errors
 
     async def drain(self) -> None:
         """Wait until every event published so far has been processed."""
-        while self._subscription is not None and (self._subscription.lag or self._busy):
-            self._idle.clear()
-            await self._idle.wait()
-
-    async def _listen(self) -> None:
-        async with self.platform.bus.subscribe(maxsize=10_000, name="fleet") as subscription:
-            self._subscription = subscription
-            self._subscribed.set()
-            try:
-                while True:
-                    event = await subscription.get()
-                    self._busy = True
-                    try:
-                        async with self._lock:
-                            await self.handle(event)
-                    except Exception:
-                        self.errors += 1
-                        log.exception("fleet: processing %s failed", type(event).__name__)
-                    finally:
-                        if not subscription.lag:
-                            self._busy = False
-                            self._idle.set()
-            finally:
-                self._subscription = None
+        await self._listener.drain()
 
     async def _every(self, seconds: float) -> None:
         while True:
@@ -186,8 +153,41 @@ class FleetService:
                 async with self._lock:
                     await self.tick()
             except Exception:
-                self.errors += 1
+                self._errors += 1
                 log.exception("fleet: tick failed")
+
+    async def _catch_up_after_drops(self) -> None:
+        seen = 0
+        while True:
+            await asyncio.sleep(CATCH_UP_S)
+            dropped = self._listener.dropped
+            if dropped == seen:
+                continue
+            seen = dropped
+            try:
+                async with self._lock:
+                    await self.catch_up()
+            except Exception:
+                self._errors += 1
+                log.exception("fleet: catching up after dropped events failed")
+
+    async def catch_up(self) -> int:
+        """Bring every vehicle up to its stored readings; returns the outputs written.
+
+        When processing falls behind, the bus queue drops its oldest events. Their readings
+        are in the store, and a vehicle's next batch would pick them up, but a vehicle whose
+        last batch was dropped may not send another for an hour (a tracker parked). So after
+        drops, every vehicle is brought up to date from the store.
+        """
+        written = 0
+        for profile in await storage.profiles(self.store):
+            devices = await self.store.list_devices(
+                profile.tenant_id, type_id=profile.type_id, limit=1_000_000
+            )
+            for device in devices:
+                written += await self.process(device.pk)
+        log.info("fleet: caught up after dropped bus events: %d outputs", written)
+        return written
 
     # -- profiles and devices -----------------------------------------------------------
 
@@ -265,7 +265,7 @@ class FleetService:
                 await self._announce(device, run.outputs)
                 return len(run.outputs)
             self.conflicts += 1
-        self.errors += 1
+        self._errors += 1
         log.error(
             "fleet: %s: other processes saved first %d times in a row; its readings wait "
             "for the next batch",

@@ -21,12 +21,17 @@ from m2mhub.apps.fleet.profiles import FleetProfile
 from m2mhub.apps.fleet.trips import DetectorState, Reading
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Value
-from m2mhub.store.base import Store, join_value
+from m2mhub.store.base import Segment, Store
 
 #: ``kind`` of an output row: trips and stops by their tag, every event as "event".
 TRIP: Final = "trip"
 STOP: Final = "stop"
 EVENT: Final = "event"
+
+#: Telemetry points read per query by :func:`readings`.
+_PAGE: Final = 5000
+#: Past any timestamp a device sends: the open end of a range.
+_NO_END: Final = 2**62
 
 _STATE = msgspec.json.Decoder(DetectorState)
 _OUTPUT = msgspec.json.Decoder(Output)
@@ -270,36 +275,25 @@ async def readings(
     """A device's stored values of ``keys`` as readings in time order.
 
     ``after`` excludes its instant (readings newer than a state), ``start`` includes it.
+    Read through :meth:`Store.history`, a page at a time.
     """
-    ids = await store.known_key_ids(keys)
-    if not ids:
-        return []
-    names = {key_id: name for name, key_id in ids.items()}
-    where = [f"device_pk = ? AND key_id IN ({','.join('?' * len(ids))})"]
-    params: list[Any] = [device_pk, *ids.values()]
+    first = -_NO_END if start is None else start
     if after is not None:
-        where.append("ts > ?")
-        params.append(after)
-    if start is not None:
-        where.append("ts >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("ts < ?")
-        params.append(end)
-    rows = await store.query(
-        f"SELECT ts, key_id, num, str, bool FROM telemetry WHERE {' AND '.join(where)} ORDER BY ts",
-        params,
-    )
+        first = max(first, after + 1)  # timestamps are whole milliseconds
+    segment = Segment(device_pk, first, _NO_END if end is None else end)
     found: list[Reading] = []
     values: dict[str, Value] = {}
-    current: int | None = None
-    for ts, key_id, num, text, flag in rows:
-        if ts != current:
-            values = {}
-            found.append((int(ts), values))
-            current = ts
-        values[names[key_id]] = join_value(num, text, flag)
-    return found
+    cursor: tuple[int, int, int] | None = None
+    while True:
+        page = await store.history([segment], keys=keys, after=cursor, limit=_PAGE)
+        for point in page:
+            if not found or found[-1][0] != point.ts:
+                values = {}
+                found.append((point.ts, values))
+            values[point.key] = point.value
+        if len(page) < _PAGE:
+            return found
+        cursor = await store.cursor_of(page[-1])
 
 
 __all__ = [

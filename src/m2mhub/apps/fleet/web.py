@@ -8,7 +8,7 @@ HTML, so they read without scripts too.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,7 +17,7 @@ from fastapi import Query, Request
 from fastapi.responses import HTMLResponse
 
 from m2mhub.api.deps import PlatformDep, Viewer
-from m2mhub.apps.fleet import exports, queries
+from m2mhub.apps.fleet import queries
 from m2mhub.apps.fleet.errors import FleetError
 from m2mhub.apps.fleet.profiles import time_zone
 from m2mhub.web.geomap import content_policy
@@ -25,15 +25,6 @@ from m2mhub.web.routing import console_router
 from m2mhub.web.templating import render
 
 router = console_router()
-
-
-def _day(text: str | None, field: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FleetError(f"{field}: {text!r} is not a day; use YYYY-MM-DD", field=field) from None
 
 
 @router.get("/vehicles", response_class=HTMLResponse)
@@ -59,7 +50,7 @@ async def day_page(
     store = platform.store
     device, profile = await queries.vehicle(store, who.tenant_id, device_id)
     zone = profile.zone
-    shown = _day(day, "day") or datetime.now(zone).date()
+    shown = queries.parse_day(day, "day") or datetime.now(zone).date()
     start, end = queries.day_range(shown, zone)
     trips = await queries.trips(store, device, start, end)
     stops = await queries.stops(store, device, start, end)
@@ -73,6 +64,7 @@ async def day_page(
         "trips": msgspec.to_builtins(trips),
         "stops": msgspec.to_builtins(stops),
         "tiles": tiles,
+        "timezone": profile.timezone,
     }
     span = urlencode({"from": start, "to": end})
     base = f"/api/v1/fleet/devices/{device.id}/export"
@@ -117,11 +109,7 @@ async def utilization_page(
     """Driving, idling and off time of each vehicle and group, per day or week."""
     if period not in ("day", "week"):
         raise FleetError(f"period: {period!r} is not day or week", field="period")
-    first, last = exports.default_days(time_zone("UTC"))
-    first = _day(start, "from") or first
-    last = _day(end, "to") or last
-    if last < first:
-        raise FleetError("to: give a day on or after from", field="to")
+    first, last = queries.parse_days(start, end, time_zone("UTC"))
     rows, groups = await queries.fleet_utilization(
         platform.store,
         who.tenant_id,

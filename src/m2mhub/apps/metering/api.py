@@ -7,9 +7,10 @@ settings and exchange payment files with the bank. See docs/metering.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, Query, Request, Response
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from m2mhub.api.deps import Admin, Operator, PlatformDep, Viewer, read_body
 from m2mhub.api.pagination import decode_cursor, encode_cursor
-from m2mhub.apps.metering.invoice_export import parse_invoice_json, render_lines_csv
+from m2mhub.apps.metering.invoice_export import parse_invoice_document, render_lines_csv
 from m2mhub.apps.metering.invoice_pdf import render_invoice_pdf
 from m2mhub.apps.metering.models import (
     BillingSettings,
@@ -29,11 +30,14 @@ from m2mhub.apps.metering.models import (
     RegisterSpec,
 )
 from m2mhub.apps.metering.service import MeteringService
+from m2mhub.apps.metering.usage import BATCH_MEDIA_TYPE
 from m2mhub.core.errors import PayloadError
 from m2mhub.core.timeutil import now_ms, parse_time
 from m2mhub.platform import Platform
 
 router = APIRouter(prefix="/api/v1/metering", tags=["metering"])
+
+_T = TypeVar("_T")
 
 #: Largest tariff YAML or bank status file accepted.
 MAX_FILE_BYTES = 5_000_000
@@ -56,6 +60,24 @@ def _out(value: Any) -> Any:
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+#: Items on a page of a list.
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _page(
+    items: Sequence[_T], limit: int, key: Callable[[_T], Any], out: Callable[[_T], Any] = _out
+) -> Page:
+    """A full page of ``items`` points at the next one with the ``key`` of its last item."""
+    next_cursor = encode_cursor(key(items[-1])) if len(items) == limit else None
+    return Page(items=[out(item) for item in items], next_cursor=next_cursor)
+
+
+def _attachment(content: str | bytes, media_type: str, filename: str, **headers: str) -> Response:
+    """A download named ``filename``."""
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(content, media_type=media_type, headers={**disposition, **headers})
 
 
 # -- meters, supply points, accounts, links -------------------------------------------------
@@ -109,13 +131,12 @@ async def create_meter(body: MeterIn, who: Operator, platform: PlatformDep) -> A
 async def list_meters(
     who: Viewer,
     platform: PlatformDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     cursor: str | None = None,
 ) -> Page:
     after = decode_cursor(cursor, str) if cursor else None
     meters = await service_of(platform).storage.list_meters(who.tenant_id, after=after, limit=limit)
-    next_cursor = encode_cursor(meters[-1].name) if len(meters) == limit else None
-    return Page(items=[_out(m) for m in meters], next_cursor=next_cursor)
+    return _page(meters, limit, lambda m: m.name)
 
 
 @router.get("/meters/{name}")
@@ -143,15 +164,14 @@ async def create_supply_point(body: SupplyPointIn, who: Operator, platform: Plat
 async def list_supply_points(
     who: Viewer,
     platform: PlatformDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     cursor: str | None = None,
 ) -> Page:
     after = decode_cursor(cursor, str) if cursor else None
     points = await service_of(platform).storage.list_supply_points(
         who.tenant_id, after=after, limit=limit
     )
-    next_cursor = encode_cursor(points[-1].code) if len(points) == limit else None
-    return Page(items=[_out(p) for p in points], next_cursor=next_cursor)
+    return _page(points, limit, lambda p: p.code)
 
 
 @router.get("/supply-points/{code}")
@@ -194,15 +214,14 @@ async def create_account(body: AccountIn, who: Operator, platform: PlatformDep) 
 async def list_accounts(
     who: Viewer,
     platform: PlatformDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     cursor: str | None = None,
 ) -> Page:
     after = decode_cursor(cursor, str) if cursor else None
     accounts = await service_of(platform).storage.list_accounts(
         who.tenant_id, after=after, limit=limit
     )
-    next_cursor = encode_cursor(accounts[-1].number) if len(accounts) == limit else None
-    return Page(items=[_out(a) for a in accounts], next_cursor=next_cursor)
+    return _page(accounts, limit, lambda a: a.number)
 
 
 @router.get("/accounts/{number}")
@@ -413,18 +432,35 @@ async def run_billing(body: RunIn, who: Admin, platform: PlatformDep) -> Any:
 async def list_runs(
     who: Viewer,
     platform: PlatformDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     cursor: str | None = None,
 ) -> Page:
     before = decode_cursor(cursor, int) if cursor else None
     runs = await service_of(platform).storage.list_runs(who.tenant_id, before=before, limit=limit)
-    next_cursor = encode_cursor(runs[-1].id) if len(runs) == limit else None
-    return Page(items=[_out(r) for r in runs], next_cursor=next_cursor)
+    return _page(runs, limit, lambda r: r.id)
 
 
 @router.get("/billing-runs/{run_id}")
 async def get_run(run_id: int, who: Viewer, platform: PlatformDep) -> Any:
     return _out(await service_of(platform).storage.run(who.tenant_id, run_id))
+
+
+@router.get(
+    "/usage",
+    response_class=Response,
+    responses={200: {"content": {BATCH_MEDIA_TYPE: {}}}},
+)
+async def usage_events(
+    who: Viewer,
+    platform: PlatformDep,
+    period: Annotated[str, Query(examples=["2026-10"])],
+    account: str | None = None,
+) -> Response:
+    """The usage a billing run of ``period`` counts, per meter and register, as a JSON
+    array of CloudEvents (OpenMeter-style; the same events the run sends to the
+    settings' ``usage_webhook_url``)."""
+    events = await service_of(platform).usage_events(who.tenant_id, period, account=account)
+    return Response(msgspec.json.encode(events), media_type=BATCH_MEDIA_TYPE)
 
 
 def invoice_out(invoice: InvoiceRecord) -> dict[str, Any]:
@@ -441,10 +477,11 @@ async def list_invoices(
     period: str | None = None,
     account: str | None = None,
     status: Annotated[
-        str | None, Query(description="Comma-separated: open, paid, failed, overdue, credited.")
+        str | None,
+        Query(description="Comma-separated: held, open, paid, failed, overdue, credited."),
     ] = None,
     kind: InvoiceKind | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     cursor: str | None = None,
 ) -> Page:
     """Invoices and credit notes, newest first."""
@@ -454,7 +491,8 @@ async def list_invoices(
         statuses = [InvoiceStatus(s) for s in status.split(",") if s] if status else []
     except ValueError:
         raise PayloadError(
-            f"status: {status!r}; use open, paid, failed, overdue or credited", field="status"
+            f"status: {status!r}; use held, open, paid, failed, overdue or credited",
+            field="status",
         ) from None
     before = decode_cursor(cursor, int) if cursor else None
     invoices = await storage.list_invoices(
@@ -466,38 +504,37 @@ async def list_invoices(
         before=before,
         limit=limit,
     )
-    next_cursor = encode_cursor(invoices[-1].id) if len(invoices) == limit else None
-    return Page(items=[invoice_out(i) for i in invoices], next_cursor=next_cursor)
+    return _page(invoices, limit, lambda i: i.id, invoice_out)
 
 
 @router.get("/invoices/{number}.csv", response_class=Response)
 async def invoice_csv(number: str, who: Viewer, platform: PlatformDep) -> Response:
     """The invoice's lines as CSV (RFC 4180)."""
     invoice = await service_of(platform).storage.invoice(who.tenant_id, number)
-    text = render_lines_csv([parse_invoice_json(msgspec.json.encode(invoice.document))])
-    return Response(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{number}.csv"'},
-    )
+    text = render_lines_csv([parse_invoice_document(invoice.document)])
+    return _attachment(text, "text/csv; charset=utf-8", f"{number}.csv")
 
 
 @router.get("/invoices/{number}.pdf", response_class=Response)
 async def invoice_pdf(number: str, who: Viewer, platform: PlatformDep) -> Response:
     """The invoice as a PDF, rendered from its archived document."""
     invoice = await service_of(platform).storage.invoice(who.tenant_id, number)
-    pdf = render_invoice_pdf(parse_invoice_json(msgspec.json.encode(invoice.document)))
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{number}.pdf"'},
-    )
+    pdf = render_invoice_pdf(parse_invoice_document(invoice.document))
+    return _attachment(pdf, "application/pdf", f"{number}.pdf")
 
 
 @router.get("/invoices/{number}")
 async def get_invoice(number: str, who: Viewer, platform: PlatformDep) -> Any:
     """An invoice or credit note: its status and its document (schema m2mhub.invoice/1)."""
     return _out(await service_of(platform).storage.invoice(who.tenant_id, number))
+
+
+@router.post("/invoices/{reference}/release")
+async def release_invoice(reference: str, who: Admin, platform: PlatformDep) -> Any:
+    """Issue a held invoice as it is (estimates included): it gets its invoice number,
+    today's date and becomes open and collectable. 409 unless it is held."""
+    released = await service_of(platform).release(who.tenant_id, reference, actor=who.subject)
+    return _out(released)
 
 
 class OverdueIn(BaseModel):
@@ -520,13 +557,11 @@ async def mark_overdue(body: OverdueIn, who: Operator, platform: PlatformDep) ->
 async def export_sepa(who: Admin, platform: PlatformDep) -> Response:
     """A pain.008 file collecting the open direct-debit invoices not yet collected."""
     file, numbers = await service_of(platform).export_sepa(who.tenant_id, actor=who.subject)
-    return Response(
+    return _attachment(
         file.xml,
-        media_type="application/xml",
-        headers={
-            "Content-Disposition": f'attachment; filename="{file.message_id}.xml"',
-            "X-M2MHub-Invoices": ",".join(numbers),
-        },
+        "application/xml",
+        f"{file.message_id}.xml",
+        **{"X-M2MHub-Invoices": ",".join(numbers)},
     )
 
 

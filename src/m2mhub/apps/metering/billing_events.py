@@ -26,24 +26,26 @@ customer as ``subject`` and the measured values under ``data``. Example::
   type (OpenMeter's ``eventType``) and reads ``$.data.quantity`` as its value.
 - ``quantity`` is a decimal string: JSON numbers would turn 0.1 kWh into a
   binary float; OpenMeter parses numeric strings.
-- ``id`` is a UUIDv5 of source, subject, meter and period, so sending the same
-  period again is deduplicated by the receiver (CloudEvents: ``source`` + ``id``
-  identify an event). The quantity is not part of it: a corrected reading for
-  a period already sent is not picked up by a resend and must be booked on the
-  billing side as a correction.
+- ``id`` is a UUIDv5 of source, subject, meter, period and dimensions, so sending
+  the same period again is deduplicated by the receiver (CloudEvents: ``source`` +
+  ``id`` identify an event), while two records of one customer and period that
+  differ in a dimension (two meters, tariff HT and LT) stay two events. The
+  quantity is not part of it: a corrected reading for a period already sent is
+  not picked up by a resend and must be booked on the billing side as a correction.
 - ``time`` is the end of the period, in UTC.
 
 Payment events (:func:`payment_events`) carry the outcome of each collection
 from a bank status file to webhooks or other systems, with types
 ``io.m2mhub.metering.payment.paid``, ``.rejected``, ``.pending`` and
-``.batch_rejected``; their ids are deterministic in the same way.
+``.batch_rejected``; their ids are deterministic in the same way. An invoice
+marked overdue is :func:`overdue_event` (``io.m2mhub.metering.invoice.overdue``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -55,6 +57,7 @@ from m2mhub.core.errors import PayloadError
 # Fixed for all time: changing it changes every event id and defeats deduplication.
 _EVENT_NAMESPACE: Final = uuid.UUID("cdbe27ad-b68d-4533-b3a9-03e7491fa91e")
 PAYMENT_EVENT_PREFIX: Final = "io.m2mhub.metering.payment."
+OVERDUE_EVENT_TYPE: Final = "io.m2mhub.metering.invoice.overdue"
 
 
 class UsageRecordError(PayloadError):
@@ -76,6 +79,8 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
     unit: str | None = None
     dimensions: Mapping[str, str] = msgspec.field(default_factory=dict)
     """Extra values the billing side may group by (tariff, site)."""
+    estimated_quantity: Decimal | None = None
+    """How much of ``quantity`` is estimated (reads missing), when the sender knows."""
 
 
 class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,10 +151,21 @@ def usage_event(record: UsageRecord, *, source: str) -> CloudEvent:
         data["unit"] = record.unit
     if record.dimensions:
         data["dimensions"] = dict(record.dimensions)
+    estimated = record.estimated_quantity
+    if estimated is not None:
+        if not isinstance(estimated, Decimal) or not 0 <= estimated <= quantity:
+            raise UsageRecordError(
+                f"estimated_quantity: {estimated!r} must be a decimal.Decimal from zero to "
+                "the quantity",
+                field="estimated_quantity",
+            )
+        data["estimated_quantity"] = format(estimated, "f")
+    # Sorted: the same dimensions give the same id whatever order they were built in.
+    dimensions = [part for pair in sorted(record.dimensions.items()) for part in pair]
     return CloudEvent(
         specversion="1.0",
         type=meter,
-        id=_event_id("usage", source, subject, meter, start, end),
+        id=_event_id("usage", source, subject, meter, start, end, *dimensions),
         source=source,
         subject=subject,
         time=end,
@@ -217,3 +233,37 @@ def payment_events(
             )
         )
     return events
+
+
+def overdue_event(
+    *,
+    invoice: str,
+    account: str,
+    due_date: date,
+    amount_due: Decimal,
+    currency: str,
+    source: str,
+    marked_at: datetime,
+) -> CloudEvent:
+    """The CloudEvent of an invoice marked overdue; the subject is the invoice number.
+
+    The id is derived from source, invoice and due date: marking the same invoice
+    again (another process, a restart) yields the same event.
+    """
+    _required_text(source, "source")
+    return CloudEvent(
+        specversion="1.0",
+        type=OVERDUE_EVENT_TYPE,
+        id=_event_id("overdue", source, invoice, due_date.isoformat()),
+        source=source,
+        subject=invoice,
+        time=_utc(marked_at, "marked_at"),
+        datacontenttype="application/json",
+        data={
+            "invoice": invoice,
+            "account": account,
+            "due_date": due_date.isoformat(),
+            "amount_due": format(amount_due, "f"),
+            "currency": currency,
+        },
+    )

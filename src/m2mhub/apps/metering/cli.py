@@ -228,7 +228,7 @@ def billing_run(
         return await _service(store).run_billing(found.id, period, account=account, actor=_actor())
 
     run = _run(work)
-    table = Table("account", "outcome", "invoices", "credit notes", "unchanged", "notes")
+    table = Table("account", "outcome", "invoices", "credit notes", "unchanged", "held", "notes")
     for entry in run.summary:
         table.add_row(
             escape(entry["account"]),
@@ -236,12 +236,46 @@ def billing_run(
             ", ".join(entry.get("issued", [])),
             ", ".join(entry.get("credit_notes", [])),
             ", ".join(entry.get("unchanged", [])),
+            ", ".join(h["reference"] for h in entry.get("held", [])),
             escape("; ".join(entry.get("notes", [])) or entry.get("message", "")),
         )
     out.print(f"billing run {run.id} for {escape(run.period)}: {run.status}")
     out.print(table)
+    for entry in run.summary:
+        for held in entry.get("held", []):
+            # Whole lines, so a reference is never wrapped by the table.
+            out.print(f"held {escape(held['reference'])}: {escape(held['reason'])}", soft_wrap=True)
     if any(entry["outcome"] == "error" for entry in run.summary):
         raise typer.Exit(1)
+
+
+@billing_app.command("usage")
+def billing_usage(
+    period: Annotated[
+        str, typer.Option(help="A month (2026-10) or days (2026-10-01..2026-10-15).")
+    ],
+    account: Annotated[str | None, typer.Option(help="Only this account number.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: standard output)."),
+    ] = None,
+    tenant: TenantOpt = "default",
+) -> None:
+    """The usage a billing run of the period counts, per meter and register, as a JSON
+    array of CloudEvents (application/cloudevents-batch+json), e.g. for OpenMeter."""
+    from m2mhub.cli import _run, out
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).usage_events(found.id, period, account=account)
+
+    events = _run(work)
+    body = msgspec.json.format(msgspec.json.encode(events), indent=2) + b"\n"
+    if output is None:
+        typer.echo(body.decode(), nl=False)
+        return
+    output.write_bytes(body)
+    out.print(f"wrote {escape(str(output))}: {len(events)} usage events")
 
 
 @billing_app.command("invoices")
@@ -257,7 +291,7 @@ def billing_invoices(
     try:
         statuses = [InvoiceStatus(s) for s in status.split(",") if s]
     except ValueError:
-        _fail(f"--status {status!r}: use open, paid, failed, overdue or credited")
+        _fail(f"--status {status!r}: use held, open, paid, failed, overdue or credited")
 
     async def work(store: Store, registry: Registry) -> Any:
         found = await registry.tenant(tenant)
@@ -329,6 +363,28 @@ def billing_import_status(
     ):
         if numbers:
             out.print(f"{label}: {', '.join(numbers)}")
+
+
+@billing_app.command("release")
+def billing_release(
+    reference: Annotated[str, typer.Argument(help="The held invoice, e.g. HELD-000001.")],
+    tenant: TenantOpt = "default",
+) -> None:
+    """Issue a held invoice as it is: it gets its number and becomes open and collectable.
+
+    To bill corrected data instead, fix the reads or add edits and run the period again.
+    """
+    from m2mhub.cli import _run, out
+
+    async def work(store: Store, registry: Registry) -> Any:
+        found = await registry.tenant(tenant)
+        return await _service(store).release(found.id, reference, actor=_actor())
+
+    invoice = _run(work)
+    out.print(
+        f"released {escape(reference)} as {escape(invoice.number)}: {invoice.total} "
+        f"{invoice.currency}, due {invoice.due_date}, {invoice.status}"
+    )
 
 
 @billing_app.command("mark-overdue")

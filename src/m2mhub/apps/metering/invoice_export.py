@@ -16,7 +16,8 @@ the PDF can be rendered again. Its shape (``schema`` = ``m2mhub.invoice/1``;
      "period": {"start", "end", "days", "timezone", "tariff"},
      "consumption": {"import_kwh", "export_kwh", "actual_kwh", "estimated_kwh",
                      "actual_reads", "estimated_reads", "periods": [{"period", "kwh"}],
-                     "peak": null | {"kw", "start", "local_start"}},
+                     "peak": null | {"kw", "start", "local_start"},
+                     "unit": "kWh", "estimated_dates": ["2026-04-12"]},
      "lines": [{"description", "quantity", "unit", "unit_price", "amount", "tax_rate",
                 "tariff_period", "version", "start", "end"}],
      "taxes": [{"name", "rate", "base", "amount"}],
@@ -27,7 +28,10 @@ the PDF can be rendered again. Its shape (``schema`` = ``m2mhub.invoice/1``;
 Every amount, quantity, price and rate is a decimal *string* ("9.40", "0.21"),
 never a JSON number, so no reader turns it into a binary float. Dates are ISO
 8601 local dates; ``end`` dates are exclusive, as in the pricing core (a period
-``2026-04-01`` to ``2026-05-01`` is April). Keys keep the order above.
+``2026-04-01`` to ``2026-05-01`` is April). Keys keep the order above. The
+``*_kwh`` values are in ``consumption.unit`` (``h`` for a usage tariff billed by
+runtime hours); documents written before ``unit`` and ``estimated_dates`` existed
+read as ``kWh`` and no dates.
 
 CSV (:func:`render_lines_csv`) has one row per invoice line, for a spreadsheet
 or an accounting import.
@@ -68,6 +72,7 @@ __all__ = [
     "CSV_COLUMNS",
     "SCHEMA",
     "invoice_json_schema",
+    "parse_invoice_document",
     "parse_invoice_json",
     "render_invoice_json",
     "render_lines_csv",
@@ -91,6 +96,10 @@ CSV_COLUMNS: Final = (
     "tax_rate",
 )
 
+#: Units printed to the watt-hour in CSV; quantities in other units keep their digits.
+_ENERGY_UNITS: Final = frozenset({"Wh", "kWh", "MWh", "GWh", "kvarh"})
+_WATT_HOUR: Final = Decimal("0.001")
+
 # Spreadsheets run a cell starting with one of these as a formula (OWASP "CSV injection").
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -107,6 +116,8 @@ class _Consumption(msgspec.Struct, frozen=True, kw_only=True):
     estimated_reads: int
     periods: tuple[PeriodConsumption, ...]
     peak: Peak | None
+    unit: str = "kWh"
+    estimated_dates: tuple[date, ...] = ()
 
 
 class _Period(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +229,8 @@ def _document(invoice: Invoice) -> _Document:
             estimated_reads=draft.estimated_intervals,
             periods=tuple(PeriodConsumption(c.period, _plain(c.kwh)) for c in draft.consumption),
             peak=draft.peak,
+            unit=draft.unit,
+            estimated_dates=draft.estimated_dates,
         ),
         lines=tuple(
             _Line(
@@ -256,6 +269,12 @@ def render_invoice_json(invoice: Invoice) -> bytes:
 def invoice_json_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of :func:`render_invoice_json`'s document."""
     return msgspec.json.schema(_Document)
+
+
+def parse_invoice_document(document: dict[str, Any]) -> Invoice:
+    """The invoice of an archived document already decoded (an invoice record's
+    ``document``), checked like :func:`parse_invoice_json`."""
+    return parse_invoice_json(msgspec.json.encode(document))
 
 
 def parse_invoice_json(data: bytes | str) -> Invoice:
@@ -312,6 +331,8 @@ def parse_invoice_json(data: bytes | str) -> Invoice:
         subtotal=Money(document.subtotal, currency),
         tax=Money(document.tax, currency),
         total=Money(document.total, currency),
+        estimated_dates=consumption.estimated_dates,
+        unit=consumption.unit,
     )
     return Invoice(
         number=document.number,
@@ -339,6 +360,13 @@ def parse_invoice_json(data: bytes | str) -> Invoice:
     )
 
 
+def _quantity(quantity: Decimal, unit: str) -> Decimal:
+    """Energy to the watt-hour (3 decimals); any other unit with as many as it needs."""
+    if unit in _ENERGY_UNITS:
+        return quantity.quantize(_WATT_HOUR)
+    return _plain(quantity.normalize())
+
+
 def _cell(text: str) -> str:
     """Text that a spreadsheet shows as text, never runs as a formula."""
     return "'" + text if text.startswith(_FORMULA_START) else text
@@ -348,8 +376,9 @@ def render_lines_csv(invoices: Iterable[Invoice]) -> str:
     """One CSV row per line of each invoice, under the :data:`CSV_COLUMNS` header.
 
     RFC 4180: comma separated, CRLF line ends, quotes where needed. Numbers are
-    plain decimals with a dot; ``line`` counts from 1 within an invoice; ``end``
-    is exclusive.
+    plain decimals with a dot; quantities of energy (kWh and the like) have 3
+    decimals, other quantities (days, hours, m3) as many as they need; ``line``
+    counts from 1 within an invoice; ``end`` is exclusive.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -364,7 +393,7 @@ def render_lines_csv(invoices: Iterable[Invoice]) -> str:
                     _cell(line.description),
                     line.start.isoformat(),
                     line.end.isoformat(),
-                    _plain(line.quantity),
+                    _quantity(line.quantity, line.unit),
                     _cell(line.unit),
                     _plain(line.unit_price),
                     line.amount.amount,

@@ -10,7 +10,8 @@ keeps the exact text.
 
 Layout, top to bottom: seller, title and document details; the customer's
 address block (where a window envelope shows it); the meter reads used, with
-estimated reads marked; consumption per tariff period; the lines (headings
+estimated reads marked and the days with estimated intervals named;
+consumption per tariff period, in the unit the tariff bills (kWh, m3, h); the lines (headings
 repeated on each page); the tax summary and the total; payment instructions.
 Every page's footer carries the seller's VAT id and bank account and the page
 number. Text is English; amounts use a dot for decimals and commas for
@@ -91,6 +92,19 @@ def _span(start: date, end: date) -> str:
     if start.year == last.year:
         return f"{start.day} {_MONTHS[start.month - 1]} - {_day(last)}"
     return f"{_day(start)} - {_day(last)}"
+
+
+def _days_text(days: Sequence[date], *, most: int = 8) -> str:
+    """Dates as runs of consecutive days: ``8 - 9 Oct 2026, 12 Oct 2026``."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and day == runs[-1][1]:
+            runs[-1] = (runs[-1][0], day + timedelta(days=1))
+        else:
+            runs.append((day, day + timedelta(days=1)))
+    shown = ", ".join(_span(start, end) for start, end in runs[:most])
+    rest = sum((end - start).days for start, end in runs[most:])
+    return shown + (f" and {rest} more days" if rest else "")
 
 
 def _number(value: Decimal) -> str:
@@ -259,15 +273,18 @@ def _draw_consumption(pdf: _Document) -> None:
                 )
         if any(meter.is_estimated for meter in invoice.meters):
             pdf.text_line("E = estimated read: the meter was not read on that date.", size=8)
+    unit = to_pdf_text(draft.unit)
     if draft.actual_intervals + draft.estimated_intervals:
         # A credit note's kWh are negated; the reads behind them are the same reads.
         pdf.text_line(
             f"{'Credited interval' if invoice.is_credit_note else 'Interval'} reads: "
-            f"{_number(abs(draft.actual_kwh))} kWh from {draft.actual_intervals} actual reads, "
-            f"{_number(abs(draft.estimated_kwh))} kWh from {draft.estimated_intervals} "
-            "estimated reads.",
+            f"{_number(abs(draft.actual_kwh))} {unit} from {draft.actual_intervals} actual "
+            f"reads, {_number(abs(draft.estimated_kwh))} {unit} from "
+            f"{draft.estimated_intervals} estimated reads.",
             size=8.5,
         )
+    if draft.estimated_dates:
+        pdf.text_line(f"Estimated on: {_days_text(draft.estimated_dates)}.", size=8.5)
     if draft.estimated_intervals and not invoice.is_credit_note:
         pdf.text_line(
             "Estimated reads are replaced by actual reads once the meter reports them; "
@@ -287,7 +304,7 @@ def _draw_consumption(pdf: _Document) -> None:
         padding=(0.6, 1.5),
     ) as table:
         pdf.set_font(_FONT, size=8.5)
-        table.row(("Tariff period", "kWh"))
+        table.row(("Tariff period", unit))
         if len(draft.consumption) > 1:
             for period in draft.consumption:
                 table.row((to_pdf_text(period.period), _number(period.kwh)))

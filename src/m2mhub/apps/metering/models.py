@@ -11,11 +11,13 @@ from __future__ import annotations
 import enum
 from datetime import date
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
+from m2mhub.actions.webhook import check_url
 from m2mhub.apps.metering.values import MeterDataError, Register
+from m2mhub.core.errors import PayloadError
 
 __all__ = [
     "Account",
@@ -30,6 +32,7 @@ __all__ = [
     "Meter",
     "MeterKind",
     "MeterLink",
+    "MissingData",
     "PaymentMethod",
     "RegisterSpec",
     "RunStatus",
@@ -73,13 +76,28 @@ class InvoiceKind(enum.StrEnum):
 
 
 class InvoiceStatus(enum.StrEnum):
-    """Where an invoice stands; ``credited`` once a credit note replaced it unpaid."""
+    """Where an invoice stands; ``credited`` once a credit note replaced it unpaid.
 
+    ``held``: billed over missing or too much estimated data and kept for review;
+    it has a provisional reference (``HELD-000001``), no invoice number, is not
+    collected, and becomes ``open`` with its number when an operator releases it.
+    """
+
+    HELD = "held"
     OPEN = "open"
     PAID = "paid"
     FAILED = "failed"
     OVERDUE = "overdue"
     CREDITED = "credited"
+
+
+class MissingData(enum.StrEnum):
+    """What a billing run does with a period whose data is incomplete."""
+
+    #: Bill the estimates (flagged on the invoice); hold only what cannot be estimated.
+    ESTIMATE = "estimate"
+    #: Hold the invoice for review when estimates pass the threshold or data is missing.
+    HOLD = "hold"
 
 
 class RunStatus(enum.StrEnum):
@@ -269,11 +287,23 @@ class InvoiceRecord(msgspec.Struct, frozen=True, kw_only=True):
     due_date: date
     run_id: int | None
     sepa_message_id: str | None
+    amount_due: Decimal
+    """What is left to pay: the total, less what a paid invoice it replaces already
+    settled; a credit note's negative ``amount_due`` is money owed to the customer."""
 
 
 class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A tenant's billing settings: the seller on its invoices (and SEPA creditor), payment
-    terms, number prefixes and the webhook that hears of paid and failed invoices."""
+    terms, number prefixes, the webhook that hears of paid, failed and overdue invoices,
+    the one that receives the usage billed, and what a billing run does with incomplete
+    data.
+
+    ``on_missing_data``: ``estimate`` bills estimated intervals (the invoice shows
+    them); ``hold`` holds an invoice for review when more than
+    ``max_estimated_percent`` of its intervals are estimated. In both modes an
+    invoice with intervals still missing (nothing to estimate from) is held:
+    billing without them would be a silent wrong bill.
+    """
 
     seller_name: str | None = None
     seller_address: tuple[str, ...] = ()
@@ -287,3 +317,18 @@ class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     credit_note_prefix: str = "CN-"
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    on_missing_data: MissingData = MissingData.ESTIMATE
+    max_estimated_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 10
+    usage_webhook_url: str | None = None
+    """Where each billing run sends the usage it billed, one CloudEvent a POST
+    (:mod:`.usage`), signed with ``webhook_secret``; e.g. a billing system's ingest."""
+
+    def __post_init__(self) -> None:
+        if self.usage_webhook_url is not None:
+            try:
+                check_url(self.usage_webhook_url)
+            except PayloadError as exc:
+                raise PayloadError(
+                    f"usage_webhook_url: {exc.message.removeprefix('url: ')}",
+                    field="usage_webhook_url",
+                ) from None

@@ -169,7 +169,9 @@ class InvoiceDraft:
     """A priced billing period: lines, taxes, totals and the reads behind them.
 
     ``actual_kwh``/``estimated_kwh`` split the imported kWh by how they were
-    obtained; the interval counts say how many reads of each kind were used.
+    obtained; the interval counts say how many reads of each kind were used and
+    ``estimated_dates`` the local dates with an estimated interval. ``unit`` is
+    what the pricing core's kWh are (a gas tariff's m3, a usage tariff's h).
     """
 
     tariff: str
@@ -191,6 +193,8 @@ class InvoiceDraft:
     subtotal: Money
     tax: Money
     total: Money
+    estimated_dates: tuple[date, ...] = ()
+    unit: str = "kWh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +406,7 @@ def price_period(
     peak: Peak | None = None
     actual = estimated = Decimal(0)
     actual_count = estimated_count = 0
+    estimated_dates: set[date] = set()
     for interval in ordered:
         local = interval.start.astimezone(zone)
         day = local.date()
@@ -418,6 +423,7 @@ def price_period(
         if interval.is_estimated:
             estimated += interval.import_kwh
             estimated_count += 1
+            estimated_dates.add(day)
         else:
             actual += interval.import_kwh
             actual_count += 1
@@ -493,6 +499,7 @@ def price_period(
         subtotal=subtotal,
         tax=tax,
         total=subtotal + tax,
+        estimated_dates=tuple(sorted(estimated_dates)),
     )
 
 

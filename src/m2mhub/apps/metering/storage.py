@@ -1,4 +1,5 @@
-"""The metering tables (migration 10), read and written through the store.
+"""The metering tables (migration 10, and ``amount_due`` later), read and written
+through the store.
 
 The SQL is shared by SQLite and PostgreSQL, like the store's own. Amounts and
 quantities are stored as decimal text, so nothing passes through a float; dates
@@ -8,10 +9,10 @@ a :class:`~m2mhub.store.base.Tx` from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -38,6 +39,10 @@ from m2mhub.core.errors import ConflictError, NotFoundError
 from m2mhub.core.timeutil import format_ms, now_ms
 from m2mhub.store.base import Row, Store, Tx
 
+_T = TypeVar("_T", bound=msgspec.Struct)
+
+#: Rows read at a time when a caller wants them all.
+_PAGE: Final = 500
 #: A time after every link's end, for "open" links in comparisons.
 FOREVER: Final = 2**62
 
@@ -59,6 +64,7 @@ _ACCOUNT_LINK = (
     "FROM metering_account_links l JOIN metering_supply_points p ON p.id = l.supply_point_id "
     "JOIN metering_accounts a ON a.id = l.account_id"
 )
+_SUPPLY_POINT = "SELECT id, code, address, created_ms FROM metering_supply_points"
 _TARIFF = (
     "SELECT id, name, kind, yaml, currency, timezone, created_ms, updated_ms FROM metering_tariffs"
 )
@@ -67,12 +73,21 @@ _ASSIGNMENT = (
     "FROM metering_tariff_assignments s JOIN metering_tariffs t ON t.id = s.tariff_id"
 )
 _INVOICE = (
-    "SELECT i.id, i.number, i.kind, i.account_id, a.number, i.period, i.start_date, i.end_date, "
-    "c.number, i.document, i.currency, i.subtotal, i.tax, i.total, i.status, i.status_ms, "
-    "i.status_reason, i.content_hash, i.issued_ms, i.due_date, i.run_id, i.sepa_message_id, "
-    "i.subject, i.details "
+    "SELECT i.id, i.number, i.kind, i.account_id, a.number, i.period, i.subject, i.start_date, "
+    "i.end_date, c.number, i.document, i.details, i.currency, i.subtotal, i.tax, i.total, "
+    "i.status, i.status_ms, i.status_reason, i.content_hash, i.issued_ms, i.due_date, i.run_id, "
+    "i.sepa_message_id, COALESCE(i.amount_due, i.total) "
     "FROM metering_invoices i JOIN metering_accounts a ON a.id = i.account_id "
     "LEFT JOIN metering_invoices c ON c.id = i.corrects"
+)
+#: An invoice (``i``) that no credit note reverses.
+_NOT_REVERSED: Final = (
+    "NOT EXISTS (SELECT 1 FROM metering_invoices n WHERE n.corrects = i.id "
+    "AND n.kind = 'credit_note')"
+)
+_EDIT = (
+    "SELECT id, meter_id, register, interval_start, quantity, author, at_ms, reason "
+    "FROM metering_edits"
 )
 _RUN = (
     "SELECT r.id, r.period, a.number, r.status, r.holder, r.actor, r.started_ms, r.finished_ms, "
@@ -80,141 +95,33 @@ _RUN = (
 )
 
 
-def _date(text: str | None) -> date | None:
-    return None if text is None else date.fromisoformat(text)
-
-
 def _lines(text: str) -> tuple[str, ...]:
     return tuple(line for line in text.split("\n") if line)
 
 
-def _account(row: Row) -> Account:
-    return Account(
-        id=row[0],
-        number=row[1],
-        name=row[2],
-        address=_lines(row[3]),
-        email=row[4],
-        payment_method=PaymentMethod(row[5]),
-        iban=row[6],
-        bic=row[7],
-        mandate_id=row[8],
-        mandate_signed_on=_date(row[9]),
-        created_ms=row[10],
-    )
+#: The columns kept as text that a record's field reads otherwise (the rest msgspec
+#: converts: ISO dates, decimal text and enum values).
+_DECODE: Final[dict[type, dict[str, Callable[[Any], Any]]]] = {
+    Account: {"address": _lines},
+    SupplyPoint: {"address": _lines},
+    Meter: {"registers": msgspec.json.decode},
+    InvoiceRecord: {"document": msgspec.json.decode, "details": msgspec.json.decode},
+    BillingRun: {"summary": msgspec.json.decode},
+}
 
 
-def _supply_point(row: Row) -> SupplyPoint:
-    return SupplyPoint(id=row[0], code=row[1], address=_lines(row[2]), created_ms=row[3])
+def _record(model: type[_T], row: Row) -> _T:
+    """``row`` as a ``model``: the SELECT lists the record's fields in their order."""
+    values = dict(zip(model.__struct_fields__, row, strict=True))
+    for name, decode in _DECODE.get(model, {}).items():
+        values[name] = decode(values[name])
+    return msgspec.convert(values, model)
 
 
-def _meter(row: Row) -> Meter:
-    return Meter(
-        id=row[0],
-        name=row[1],
-        device_pk=row[2],
-        device_id=row[3],
-        kind=MeterKind(row[4]),
-        registers=msgspec.json.decode(row[5], type=tuple[RegisterSpec, ...]),
-        interval_minutes=row[6],
-        created_ms=row[7],
-    )
-
-
-def _meter_link(row: Row) -> MeterLink:
-    return MeterLink(
-        id=row[0],
-        meter_id=row[1],
-        meter=row[2],
-        supply_point_id=row[3],
-        supply_point=row[4],
-        from_ms=row[5],
-        to_ms=row[6],
-    )
-
-
-def _account_link(row: Row) -> AccountLink:
-    return AccountLink(
-        id=row[0],
-        supply_point_id=row[1],
-        supply_point=row[2],
-        account_id=row[3],
-        account=row[4],
-        from_ms=row[5],
-        to_ms=row[6],
-    )
-
-
-def _tariff(row: Row) -> TariffRecord:
-    return TariffRecord(
-        id=row[0],
-        name=row[1],
-        kind=MeterKind(row[2]),
-        yaml=row[3],
-        currency=row[4],
-        timezone=row[5],
-        created_ms=row[6],
-        updated_ms=row[7],
-    )
-
-
-def _assignment(row: Row) -> TariffAssignment:
-    start = _date(row[5])
-    assert start is not None
-    return TariffAssignment(
-        id=row[0],
-        account_id=row[1],
-        tariff_id=row[2],
-        tariff=row[3],
-        kind=MeterKind(row[4]),
-        from_date=start,
-        to_date=_date(row[6]),
-    )
-
-
-def _invoice(row: Row) -> InvoiceRecord:
-    start, end, due = _date(row[6]), _date(row[7]), _date(row[19])
-    assert start is not None and end is not None and due is not None
-    return InvoiceRecord(
-        id=row[0],
-        number=row[1],
-        kind=InvoiceKind(row[2]),
-        account_id=row[3],
-        account=row[4],
-        period=row[5],
-        subject=row[22],
-        start_date=start,
-        end_date=end,
-        corrects=row[8],
-        document=msgspec.json.decode(row[9]),
-        details=msgspec.json.decode(row[23]),
-        currency=row[10],
-        subtotal=Decimal(row[11]),
-        tax=Decimal(row[12]),
-        total=Decimal(row[13]),
-        status=InvoiceStatus(row[14]),
-        status_ms=row[15],
-        status_reason=row[16],
-        content_hash=row[17],
-        issued_ms=row[18],
-        due_date=due,
-        run_id=row[20],
-        sepa_message_id=row[21],
-    )
-
-
-def _run(row: Row) -> BillingRun:
-    return BillingRun(
-        id=row[0],
-        period=row[1],
-        account=row[2],
-        status=RunStatus(row[3]),
-        holder=row[4],
-        actor=row[5],
-        started_ms=row[6],
-        finished_ms=row[7],
-        summary=msgspec.json.decode(row[8]),
-    )
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """``column = ?`` for each (column, value) whose value is not None, joined by AND."""
+    used = [(column, value) for column, value in conditions if value is not None]
+    return " AND ".join(f"{column} = ?" for column, _ in used), [value for _, value in used]
 
 
 class NewInvoice(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,6 +146,8 @@ class NewInvoice(msgspec.Struct, frozen=True, kw_only=True):
     issued_ms: int
     due_date: date
     run_id: int | None
+    amount_due: Decimal | None = None
+    """None: the total."""
 
 
 class MeteringStorage:
@@ -246,6 +155,16 @@ class MeteringStorage:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def _one(
+        self, model: type[_T], sql: str, params: Sequence[Any], *, missing: str, field: str
+    ) -> _T:
+        """The record of the one row ``sql`` finds; :class:`NotFoundError` naming
+        ``missing`` (what was asked for) when there is none."""
+        rows = await self.store.query(sql, params)
+        if not rows:
+            raise NotFoundError(f"{missing} not found", field=field)
+        return _record(model, rows[0])
 
     # -- accounts, supply points, meters -----------------------------------------------
 
@@ -264,11 +183,7 @@ class MeteringStorage:
         mandate_signed_on: date | None,
     ) -> Account:
         async with self.store.transaction() as tx:
-            if await tx.fetchone(
-                "SELECT 1 FROM metering_accounts WHERE tenant_id = ? AND number = ?",
-                (tenant_id, number),
-            ):
-                raise ConflictError(f"account {number!r} already exists", field="number")
+            await _refuse_taken(tx, "metering_accounts", tenant_id, number=number, what="account")
             await tx.execute(
                 "INSERT INTO metering_accounts (tenant_id, number, name, address, email, "
                 "payment_method, iban, bic, mandate_id, mandate_signed_on, created_ms) "
@@ -290,18 +205,22 @@ class MeteringStorage:
         return await self.account(tenant_id, number)
 
     async def account(self, tenant_id: int, number: str) -> Account:
-        rows = await self.store.query(
-            f"{_ACCOUNT} WHERE tenant_id = ? AND number = ?", (tenant_id, number)
+        return await self._one(
+            Account,
+            f"{_ACCOUNT} WHERE tenant_id = ? AND number = ?",
+            (tenant_id, number),
+            missing=f"account {number!r}",
+            field="account",
         )
-        if not rows:
-            raise NotFoundError(f"account {number!r} not found", field="account")
-        return _account(rows[0])
 
     async def account_by_id(self, account_id: int) -> Account:
-        rows = await self.store.query(f"{_ACCOUNT} WHERE id = ?", (account_id,))
-        if not rows:
-            raise NotFoundError(f"account {account_id} not found", field="account")
-        return _account(rows[0])
+        return await self._one(
+            Account,
+            f"{_ACCOUNT} WHERE id = ?",
+            (account_id,),
+            missing=f"account {account_id}",
+            field="account",
+        )
 
     async def list_accounts(
         self, tenant_id: int, *, after: str | None = None, limit: int = 100
@@ -310,17 +229,22 @@ class MeteringStorage:
             f"{_ACCOUNT} WHERE tenant_id = ? AND number > ? ORDER BY number LIMIT {int(limit)}",
             (tenant_id, after or ""),
         )
-        return [_account(r) for r in rows]
+        return [_record(Account, r) for r in rows]
+
+    async def all_accounts(self, tenant_id: int) -> list[Account]:
+        """Every account of the tenant, by number."""
+        return await _every(
+            lambda after: self.list_accounts(tenant_id, after=after, limit=_PAGE),
+            lambda account: account.number,
+        )
 
     async def create_supply_point(
         self, tenant_id: int, code: str, address: Sequence[str]
     ) -> SupplyPoint:
         async with self.store.transaction() as tx:
-            if await tx.fetchone(
-                "SELECT 1 FROM metering_supply_points WHERE tenant_id = ? AND code = ?",
-                (tenant_id, code),
-            ):
-                raise ConflictError(f"supply point {code!r} already exists", field="code")
+            await _refuse_taken(
+                tx, "metering_supply_points", tenant_id, code=code, what="supply point"
+            )
             await tx.execute(
                 "INSERT INTO metering_supply_points (tenant_id, code, address, created_ms) "
                 "VALUES (?, ?, ?, ?)",
@@ -329,24 +253,22 @@ class MeteringStorage:
         return await self.supply_point(tenant_id, code)
 
     async def supply_point(self, tenant_id: int, code: str) -> SupplyPoint:
-        rows = await self.store.query(
-            "SELECT id, code, address, created_ms FROM metering_supply_points "
-            "WHERE tenant_id = ? AND code = ?",
+        return await self._one(
+            SupplyPoint,
+            f"{_SUPPLY_POINT} WHERE tenant_id = ? AND code = ?",
             (tenant_id, code),
+            missing=f"supply point {code!r}",
+            field="supply_point",
         )
-        if not rows:
-            raise NotFoundError(f"supply point {code!r} not found", field="supply_point")
-        return _supply_point(rows[0])
 
     async def list_supply_points(
         self, tenant_id: int, *, after: str | None = None, limit: int = 100
     ) -> list[SupplyPoint]:
         rows = await self.store.query(
-            "SELECT id, code, address, created_ms FROM metering_supply_points "
-            f"WHERE tenant_id = ? AND code > ? ORDER BY code LIMIT {int(limit)}",
+            f"{_SUPPLY_POINT} WHERE tenant_id = ? AND code > ? ORDER BY code LIMIT {int(limit)}",
             (tenant_id, after or ""),
         )
-        return [_supply_point(r) for r in rows]
+        return [_record(SupplyPoint, r) for r in rows]
 
     async def create_meter(
         self,
@@ -359,10 +281,7 @@ class MeteringStorage:
         interval_minutes: int,
     ) -> Meter:
         async with self.store.transaction() as tx:
-            if await tx.fetchone(
-                "SELECT 1 FROM metering_meters WHERE tenant_id = ? AND name = ?", (tenant_id, name)
-            ):
-                raise ConflictError(f"meter {name!r} already exists", field="name")
+            await _refuse_taken(tx, "metering_meters", tenant_id, name=name, what="meter")
             await tx.execute(
                 "INSERT INTO metering_meters (tenant_id, name, device_pk, kind, registers, "
                 "interval_minutes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -379,19 +298,20 @@ class MeteringStorage:
         return await self.meter(tenant_id, name)
 
     async def meter(self, tenant_id: int, name: str) -> Meter:
-        rows = await self.store.query(
-            f"{_METER} WHERE m.tenant_id = ? AND m.name = ?", (tenant_id, name)
+        return await self._one(
+            Meter,
+            f"{_METER} WHERE m.tenant_id = ? AND m.name = ?",
+            (tenant_id, name),
+            missing=f"meter {name!r}",
+            field="meter",
         )
-        if not rows:
-            raise NotFoundError(f"meter {name!r} not found", field="meter")
-        return _meter(rows[0])
 
     async def meters_by_id(self, ids: Sequence[int]) -> dict[int, Meter]:
         found: dict[int, Meter] = {}
         for meter_id in set(ids):
             rows = await self.store.query(f"{_METER} WHERE m.id = ?", (meter_id,))
             if rows:
-                found[meter_id] = _meter(rows[0])
+                found[meter_id] = _record(Meter, rows[0])
         return found
 
     async def list_meters(
@@ -401,7 +321,14 @@ class MeteringStorage:
             f"{_METER} WHERE m.tenant_id = ? AND m.name > ? ORDER BY m.name LIMIT {int(limit)}",
             (tenant_id, after or ""),
         )
-        return [_meter(r) for r in rows]
+        return [_record(Meter, r) for r in rows]
+
+    async def all_meters(self, tenant_id: int) -> list[Meter]:
+        """Every meter of the tenant, by name."""
+        return await _every(
+            lambda after: self.list_meters(tenant_id, after=after, limit=_PAGE),
+            lambda meter: meter.name,
+        )
 
     # -- links over time -------------------------------------------------------------
 
@@ -466,17 +393,15 @@ class MeteringStorage:
         meter_id: int | None = None,
         supply_point_id: int | None = None,
     ) -> list[MeterLink]:
-        where, params = ["l.tenant_id = ?"], [tenant_id]
-        if meter_id is not None:
-            where.append("l.meter_id = ?")
-            params.append(meter_id)
-        if supply_point_id is not None:
-            where.append("l.supply_point_id = ?")
-            params.append(supply_point_id)
-        rows = await self.store.query(
-            f"{_METER_LINK} WHERE {' AND '.join(where)} ORDER BY l.from_ms, l.id", params
+        where, params = _where(
+            ("l.tenant_id", tenant_id),
+            ("l.meter_id", meter_id),
+            ("l.supply_point_id", supply_point_id),
         )
-        return [_meter_link(r) for r in rows]
+        rows = await self.store.query(
+            f"{_METER_LINK} WHERE {where} ORDER BY l.from_ms, l.id", params
+        )
+        return [_record(MeterLink, r) for r in rows]
 
     async def account_links(
         self,
@@ -485,17 +410,15 @@ class MeteringStorage:
         account_id: int | None = None,
         supply_point_id: int | None = None,
     ) -> list[AccountLink]:
-        where, params = ["l.tenant_id = ?"], [tenant_id]
-        if account_id is not None:
-            where.append("l.account_id = ?")
-            params.append(account_id)
-        if supply_point_id is not None:
-            where.append("l.supply_point_id = ?")
-            params.append(supply_point_id)
-        rows = await self.store.query(
-            f"{_ACCOUNT_LINK} WHERE {' AND '.join(where)} ORDER BY l.from_ms, l.id", params
+        where, params = _where(
+            ("l.tenant_id", tenant_id),
+            ("l.account_id", account_id),
+            ("l.supply_point_id", supply_point_id),
         )
-        return [_account_link(r) for r in rows]
+        rows = await self.store.query(
+            f"{_ACCOUNT_LINK} WHERE {where} ORDER BY l.from_ms, l.id", params
+        )
+        return [_record(AccountLink, r) for r in rows]
 
     # -- tariffs -------------------------------------------------------------------------
 
@@ -524,22 +447,26 @@ class MeteringStorage:
         return await self.tariff(tenant_id, name), found is None
 
     async def tariff(self, tenant_id: int, name: str) -> TariffRecord:
-        rows = await self.store.query(
-            f"{_TARIFF} WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+        return await self._one(
+            TariffRecord,
+            f"{_TARIFF} WHERE tenant_id = ? AND name = ?",
+            (tenant_id, name),
+            missing=f"tariff {name!r}",
+            field="tariff",
         )
-        if not rows:
-            raise NotFoundError(f"tariff {name!r} not found", field="tariff")
-        return _tariff(rows[0])
 
     async def tariff_by_id(self, tariff_id: int) -> TariffRecord:
-        rows = await self.store.query(f"{_TARIFF} WHERE id = ?", (tariff_id,))
-        if not rows:
-            raise NotFoundError(f"tariff {tariff_id} not found", field="tariff")
-        return _tariff(rows[0])
+        return await self._one(
+            TariffRecord,
+            f"{_TARIFF} WHERE id = ?",
+            (tariff_id,),
+            missing=f"tariff {tariff_id}",
+            field="tariff",
+        )
 
     async def list_tariffs(self, tenant_id: int) -> list[TariffRecord]:
         rows = await self.store.query(f"{_TARIFF} WHERE tenant_id = ? ORDER BY name", (tenant_id,))
-        return [_tariff(r) for r in rows]
+        return [_record(TariffRecord, r) for r in rows]
 
     async def assign_tariff(
         self, tenant_id: int, account: Account, tariff: TariffRecord, from_date: date
@@ -577,7 +504,7 @@ class MeteringStorage:
             f"{_ASSIGNMENT} WHERE s.tenant_id = ? AND s.account_id = ? ORDER BY s.from_date, s.id",
             (tenant_id, account_id),
         )
-        return [_assignment(r) for r in rows]
+        return [_record(TariffAssignment, r) for r in rows]
 
     # -- edits ---------------------------------------------------------------------------
 
@@ -614,28 +541,11 @@ class MeteringStorage:
     async def edits(
         self, tenant_id: int, meter_id: int, *, register: str | None = None
     ) -> list[EditRecord]:
-        sql = (
-            "SELECT id, meter_id, register, interval_start, quantity, author, at_ms, reason "
-            "FROM metering_edits WHERE tenant_id = ? AND meter_id = ?"
+        where, params = _where(
+            ("tenant_id", tenant_id), ("meter_id", meter_id), ("register", register)
         )
-        params: list[Any] = [tenant_id, meter_id]
-        if register is not None:
-            sql += " AND register = ?"
-            params.append(register)
-        rows = await self.store.query(sql + " ORDER BY interval_start, id", params)
-        return [
-            EditRecord(
-                id=r[0],
-                meter_id=r[1],
-                register=r[2],
-                interval_start=r[3],
-                quantity=Decimal(r[4]),
-                author=r[5],
-                at_ms=r[6],
-                reason=r[7],
-            )
-            for r in rows
-        ]
+        rows = await self.store.query(f"{_EDIT} WHERE {where} ORDER BY interval_start, id", params)
+        return [_record(EditRecord, r) for r in rows]
 
     # -- billing runs and invoices ------------------------------------------------------
 
@@ -661,12 +571,13 @@ class MeteringStorage:
             )
 
     async def run(self, tenant_id: int, run_id: int) -> BillingRun:
-        rows = await self.store.query(
-            f"{_RUN} WHERE r.tenant_id = ? AND r.id = ?", (tenant_id, run_id)
+        return await self._one(
+            BillingRun,
+            f"{_RUN} WHERE r.tenant_id = ? AND r.id = ?",
+            (tenant_id, run_id),
+            missing=f"billing run {run_id}",
+            field="run",
         )
-        if not rows:
-            raise NotFoundError(f"billing run {run_id} not found", field="run")
-        return _run(rows[0])
 
     async def list_runs(
         self, tenant_id: int, *, before: int | None = None, limit: int = 100
@@ -675,7 +586,7 @@ class MeteringStorage:
             f"{_RUN} WHERE r.tenant_id = ? AND r.id < ? ORDER BY r.id DESC LIMIT {int(limit)}",
             (tenant_id, before if before is not None else FOREVER),
         )
-        return [_run(r) for r in rows]
+        return [_record(BillingRun, r) for r in rows]
 
     async def release_lease(self, name: str, holder: str) -> None:
         """Give a lease up at once, so the next run need not wait for it to expire."""
@@ -687,22 +598,79 @@ class MeteringStorage:
     async def current_invoices(
         self, tx: Tx, tenant_id: int, account_id: int, period: str
     ) -> dict[str, InvoiceRecord]:
-        """The account's invoices for ``period`` that no credit note reverses, by subject."""
+        """The account's issued invoices for ``period`` that no credit note reverses, by
+        subject (held invoices are in :meth:`held_invoices`)."""
         rows = await tx.fetchall(
             f"{_INVOICE} WHERE i.tenant_id = ? AND i.account_id = ? AND i.period = ? "
-            "AND i.kind = 'invoice' AND NOT EXISTS (SELECT 1 FROM metering_invoices n "
-            "WHERE n.corrects = i.id AND n.kind = 'credit_note') ORDER BY i.id",
+            f"AND i.kind = 'invoice' AND i.status <> 'held' AND {_NOT_REVERSED} ORDER BY i.id",
             (tenant_id, account_id, period),
         )
-        return {invoice.subject: invoice for invoice in map(_invoice, rows)}
+        return {invoice.subject: invoice for invoice in (_record(InvoiceRecord, r) for r in rows)}
+
+    async def held_invoices(
+        self, tx: Tx, tenant_id: int, account_id: int, period: str
+    ) -> dict[str, InvoiceRecord]:
+        """The account's held invoices for ``period``, by subject."""
+        rows = await tx.fetchall(
+            f"{_INVOICE} WHERE i.tenant_id = ? AND i.account_id = ? AND i.period = ? "
+            "AND i.status = 'held' ORDER BY i.id",
+            (tenant_id, account_id, period),
+        )
+        return {invoice.subject: invoice for invoice in (_record(InvoiceRecord, r) for r in rows)}
+
+    async def overlapping_invoices(
+        self, tenant_id: int, account_id: int, *, period: str, start: date, end: date
+    ) -> list[InvoiceRecord]:
+        """The account's invoices (issued or held) of another period label whose local
+        dates meet ``[start, end)`` and that no credit note reverses."""
+        rows = await self.store.query(
+            f"{_INVOICE} WHERE i.tenant_id = ? AND i.account_id = ? AND i.period <> ? "
+            f"AND i.kind = 'invoice' AND i.start_date < ? AND i.end_date > ? "
+            f"AND {_NOT_REVERSED} ORDER BY i.id",
+            (tenant_id, account_id, period, end.isoformat(), start.isoformat()),
+        )
+        return [_record(InvoiceRecord, r) for r in rows]
+
+    async def delete_held(self, tx: Tx, invoice_id: int) -> None:
+        """Drop a held invoice the next run replaces: it was never issued nor numbered."""
+        await tx.execute(
+            "DELETE FROM metering_invoices WHERE id = ? AND status = 'held'", (invoice_id,)
+        )
+
+    async def set_amount_due(
+        self,
+        tx: Tx,
+        invoice_id: int,
+        amount_due: Decimal,
+        *,
+        status: InvoiceStatus | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record what is left to pay (and, when settled, the status and why)."""
+        await tx.execute(
+            "UPDATE metering_invoices SET amount_due = ? WHERE id = ?",
+            (str(amount_due), invoice_id),
+        )
+        if status is not None:
+            await self.set_status(invoice_id, status, reason=reason, tx=tx)
+
+    async def tenants_with_unpaid(self) -> list[int]:
+        """Tenants with open or failed invoices (for the scheduled overdue job)."""
+        rows = await self.store.query(
+            "SELECT DISTINCT tenant_id FROM metering_invoices WHERE status IN ('open', 'failed') "
+            "AND kind = 'invoice' ORDER BY tenant_id"
+        )
+        return [int(r[0]) for r in rows]
 
     async def insert_invoice(self, tx: Tx, tenant_id: int, invoice: NewInvoice) -> InvoiceRecord:
         """Write ``invoice``, numbered by :func:`next_number` in the same transaction."""
         row = await tx.fetchone(
             "INSERT INTO metering_invoices (tenant_id, number, kind, account_id, period, "
             "subject, start_date, end_date, corrects, document, details, currency, subtotal, "
-            "tax, total, status, status_ms, content_hash, issued_ms, due_date, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "tax, total, status, status_ms, content_hash, issued_ms, due_date, run_id, "
+            "amount_due) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
             (
                 tenant_id,
                 invoice.number,
@@ -725,20 +693,22 @@ class MeteringStorage:
                 invoice.issued_ms,
                 invoice.due_date.isoformat(),
                 invoice.run_id,
+                None if invoice.amount_due is None else str(invoice.amount_due),
             ),
         )
         assert row is not None
         found = await tx.fetchone(f"{_INVOICE} WHERE i.id = ?", (row[0],))
         assert found is not None
-        return _invoice(found)
+        return _record(InvoiceRecord, found)
 
     async def invoice(self, tenant_id: int, number: str) -> InvoiceRecord:
-        rows = await self.store.query(
-            f"{_INVOICE} WHERE i.tenant_id = ? AND i.number = ?", (tenant_id, number)
+        return await self._one(
+            InvoiceRecord,
+            f"{_INVOICE} WHERE i.tenant_id = ? AND i.number = ?",
+            (tenant_id, number),
+            missing=f"invoice {number!r}",
+            field="invoice",
         )
-        if not rows:
-            raise NotFoundError(f"invoice {number!r} not found", field="invoice")
-        return _invoice(rows[0])
 
     async def list_invoices(
         self,
@@ -753,25 +723,45 @@ class MeteringStorage:
         limit: int = 100,
     ) -> list[InvoiceRecord]:
         """Invoices newest first; ``before`` is the id of the last one of the previous page."""
-        where = ["i.tenant_id = ?", "i.id < ?"]
-        params: list[Any] = [tenant_id, before or FOREVER]
-        for column, value in (
+        where, params = _where(
+            ("i.tenant_id", tenant_id),
             ("i.period", period),
             ("i.account_id", account_id),
             ("i.kind", None if kind is None else kind.value),
             ("i.sepa_message_id", sepa_message_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        )
+        where += " AND i.id < ?"
+        params.append(before or FOREVER)
         if status:
-            where.append(f"i.status IN ({','.join('?' * len(status))})")
+            where += f" AND i.status IN ({','.join('?' * len(status))})"
             params += [s.value for s in status]
         rows = await self.store.query(
-            f"{_INVOICE} WHERE {' AND '.join(where)} ORDER BY i.id DESC LIMIT {int(limit)}",
-            params,
+            f"{_INVOICE} WHERE {where} ORDER BY i.id DESC LIMIT {int(limit)}", params
         )
-        return [_invoice(r) for r in rows]
+        return [_record(InvoiceRecord, r) for r in rows]
+
+    async def all_invoices(
+        self,
+        tenant_id: int,
+        *,
+        period: str | None = None,
+        account_id: int | None = None,
+        status: Sequence[InvoiceStatus] = (),
+        kind: InvoiceKind | None = None,
+    ) -> list[InvoiceRecord]:
+        """Every invoice :meth:`list_invoices` finds, newest first."""
+        return await _every(
+            lambda before: self.list_invoices(
+                tenant_id,
+                period=period,
+                account_id=account_id,
+                status=status,
+                kind=kind,
+                before=before,
+                limit=_PAGE,
+            ),
+            lambda invoice: invoice.id,
+        )
 
     async def set_status(
         self,
@@ -860,6 +850,28 @@ async def next_number(tx: Tx, tenant_id: int, name: str) -> int:
     )
     assert row is not None
     return int(row[0])
+
+
+async def _every(
+    fetch: Callable[[Any], Awaitable[list[_T]]], cursor: Callable[[_T], Any]
+) -> list[_T]:
+    """Every row a paged list gives: ``fetch(None)``, then ``fetch`` of the ``cursor`` of
+    each full page's last item."""
+    found: list[_T] = []
+    while True:
+        page = await fetch(cursor(found[-1]) if found else None)
+        found += page
+        if len(page) < _PAGE:
+            return found
+
+
+async def _refuse_taken(tx: Tx, table: str, tenant_id: int, *, what: str, **key: str) -> None:
+    """Refuse a second row of the tenant with the same ``key`` (one column and its value)."""
+    ((column, value),) = key.items()
+    if await tx.fetchone(
+        f"SELECT 1 FROM {table} WHERE tenant_id = ? AND {column} = ?", (tenant_id, value)
+    ):
+        raise ConflictError(f"{what} {value!r} already exists", field=column)
 
 
 async def _close_before(tx: Tx, table: str, rows: Sequence[Row], at_ms: int, *, what: str) -> None:

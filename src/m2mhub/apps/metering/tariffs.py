@@ -39,20 +39,28 @@ Tiered blocks are sized per calendar month: a period that covers part of a
 month gets that share of each block (see :mod:`m2mhub.apps.metering.pricing`).
 Inclining or declining blocks are the same data with rising or falling prices.
 
-Time-of-use periods are tried in order and the first that matches a local time
-wins. A period matches when the day type (``weekday``, ``weekend`` = Saturday
-and Sunday, ``holiday`` = a public holiday or an extra date, which takes
-precedence over the other two), the season (inclusive month-day ranges, which
-may wrap the year end) and the local clock range (``from`` inclusive, ``to``
-exclusive, may wrap midnight, ``"24:00"`` allowed) all match; an omitted
-condition matches everything. Day type and season are those of the local
-date, so the hours after midnight of a 23:00-07:00 range belong to the next
-day (a Friday night's 02:00 is a weekend hour). Every local time of every
-day type must be covered, which is checked when the tariff is loaded.
+Time-of-use periods partition the calendar: every local time belongs to
+exactly one period, so their order does not matter. A period matches when the
+day type (``weekday``, ``weekend`` = Saturday and Sunday, ``holiday`` = a
+public holiday or an extra date, which takes precedence over the other two),
+the season and the local clock range (``from`` inclusive, ``to`` exclusive,
+may wrap midnight, ``"24:00"`` allowed) all match; an omitted condition
+matches everything. Day type and season are those of the local date, so the
+hours after midnight of a 23:00-07:00 range belong to the next day (a Friday
+night's 02:00 is a weekend hour).
+
+Loading checks the calendar and refuses, naming the paths at fault and an
+example: a local time of some day type that no period covers (a gap), a local
+time that two periods cover (an overlap: a catch-all last period is one, list
+its complement instead, e.g. ``{days: [weekday], hours: [{from: "23:00", to:
+"07:00"}]}`` and ``{days: [weekend, holiday]}``), seasons (inclusive
+month-day ranges, which may wrap the year end) that overlap or leave a day of
+a leap year out, and versions whose ``valid_from`` repeat or are out of order.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,7 +191,7 @@ class TieredEnergy:
 
 @dataclass(frozen=True, slots=True)
 class TimeOfUseEnergy:
-    """Prices by local time: the first matching period wins."""
+    """Prices by local time: exactly one period matches each local time."""
 
     periods: tuple[TouPeriod, ...]
     tax_rate: Decimal | None = None
@@ -476,7 +484,43 @@ def _seasons(data: Mapping[str, Any], path: str) -> dict[str, Season]:
         start = _month_day(_required(season, "from", at), _at(at, "from"))
         end = _month_day(_required(season, "to", at), _at(at, "to"))
         seasons[str(name)] = Season(str(name), start, end)
+    _check_seasons(seasons, where)
     return seasons
+
+
+def _check_seasons(seasons: Mapping[str, Season], path: str) -> None:
+    """Seasons, when given, hold every day of a leap year exactly once."""
+    if not seasons:
+        return
+    uncovered: list[date] = []
+    for day in _leap_year_days():
+        holding = [s for s in seasons.values() if s.contains(day)]
+        if len(holding) > 1:
+            first, second = holding[0], holding[1]
+            raise _fail(
+                _at(path, second.name),
+                f"overlaps season {first.name} on {day:%m-%d}; "
+                "seasons must not share a day, end one the day before the other starts",
+            )
+        if not holding:
+            uncovered.append(day)
+    if uncovered:
+        gap_start = uncovered[0]
+        gap_end = gap_start
+        for day in uncovered[1:]:
+            if day.toordinal() != gap_end.toordinal() + 1:
+                break
+            gap_end = day
+        raise _fail(
+            path,
+            f"no season covers {gap_start:%m-%d} to {gap_end:%m-%d}; "
+            "seasons must cover the whole year (29 February included), add one for these days",
+        )
+
+
+def _leap_year_days() -> list[date]:
+    first = date(_LEAP_YEAR, 1, 1).toordinal()
+    return [date.fromordinal(n) for n in range(first, date(_LEAP_YEAR, 12, 31).toordinal() + 1)]
 
 
 def _periods(data: Mapping[str, Any], path: str) -> tuple[TouPeriod, ...]:
@@ -525,8 +569,68 @@ def _periods(data: Mapping[str, Any], path: str) -> tuple[TouPeriod, ...]:
                 raise _fail(at_h, "from equals to; leave hours out for the whole day")
             hours.append(ClockRange(start, end))
         periods.append(TouPeriod(name, price, frozenset(days), tuple(chosen), tuple(hours)))
+    _check_overlaps(periods, where)
     _check_coverage(periods, where)
     return tuple(periods)
+
+
+def _in_hours(period: TouPeriod, minute: int) -> bool:
+    return not period.hours or any(h.contains(minute) for h in period.hours)
+
+
+def _clock_text(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _check_overlaps(periods: Sequence[TouPeriod], path: str) -> None:
+    """No local time may fall in two periods.
+
+    Seasons are disjoint (see :func:`_check_seasons`), so two periods share a day
+    exactly when they share a day type and a season (or one names no season); the
+    clock is then tried on each stretch between range edges.
+    """
+    for j, later in enumerate(periods):
+        for i, earlier in enumerate(periods[:j]):
+            shared_days = [d for d in DAY_TYPES if d in earlier.days and d in later.days]
+            if not shared_days:
+                continue
+            season_text = ""
+            if earlier.seasons or later.seasons:
+                names = [s.name for s in earlier.seasons or later.seasons]
+                if earlier.seasons and later.seasons:
+                    other = {s.name for s in later.seasons}
+                    names = [n for n in names if n in other]
+                if not names:
+                    continue
+                season_text = f" in season {names[0]}"
+            stretch = _shared_stretch(earlier, later)
+            if stretch is None:
+                continue
+            start, end = stretch
+            raise _fail(
+                _at(path, j),
+                f"overlaps periods[{i}] ({earlier.name}) on {shared_days[0]}s "
+                f"{_clock_text(start)}-{_clock_text(end)}{season_text}; "
+                "every local time must belong to one period only, so narrow one of them",
+            )
+
+
+def _shared_stretch(a: TouPeriod, b: TouPeriod) -> tuple[int, int] | None:
+    """The first run of local minutes both periods' clock ranges hold, if any."""
+    edges = sorted(
+        {0, _MINUTES_PER_DAY}
+        | {m % _MINUTES_PER_DAY for p in (a, b) for h in p.hours for m in (h.start, h.end)}
+    )
+    found: tuple[int, int] | None = None
+    for start, end in itertools.pairwise(edges):
+        both = _in_hours(a, start) and _in_hours(b, start)
+        if both and found is None:
+            found = (start, end)
+        elif both and found is not None and found[1] == start:
+            found = (found[0], end)
+        elif found is not None:
+            break
+    return found
 
 
 def _check_coverage(periods: Sequence[TouPeriod], path: str) -> None:
@@ -538,17 +642,14 @@ def _check_coverage(periods: Sequence[TouPeriod], path: str) -> None:
     edges = sorted(
         {0} | {m % _MINUTES_PER_DAY for p in periods for h in p.hours for m in (h.start, h.end)}
     )
-    day = date(_LEAP_YEAR, 1, 1)
-    for ordinal in range(day.toordinal(), date(_LEAP_YEAR, 12, 31).toordinal() + 1):
-        day = date.fromordinal(ordinal)
+    for day in _leap_year_days():
         for day_type in DAY_TYPES:
             for minute in edges:
                 if not any(p.matches(day_type, day, minute) for p in periods):
                     raise _fail(
                         path,
                         f"no period covers a {day_type} on {day:%m-%d} at "
-                        f"{minute // 60:02d}:{minute % 60:02d}; "
-                        "end the list with a period without conditions",
+                        f"{_clock_text(minute)}; add a period (or widen one) for it",
                     )
 
 
@@ -681,7 +782,13 @@ def load_tariff(data: Mapping[str, Any]) -> Tariff:
     versions: list[TariffVersion] = []
     for i, item in enumerate(items):
         version = _version(item, _at("versions", i), currency)
-        if versions and version.valid_from <= versions[-1].valid_from:
+        if versions and version.valid_from == versions[-1].valid_from:
+            raise _fail(
+                _at(_at("versions", i), "valid_from"),
+                f"{version.valid_from} repeats versions[{i - 1}].valid_from; "
+                "each version needs its own start date, merge the two or change one",
+            )
+        if versions and version.valid_from < versions[-1].valid_from:
             raise _fail(
                 _at(_at("versions", i), "valid_from"),
                 f"{version.valid_from} must be after versions[{i - 1}].valid_from "

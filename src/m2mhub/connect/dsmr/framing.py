@@ -10,6 +10,7 @@ over at every "/", so a telegram cut short by a new one is dropped, never glued.
 
 from __future__ import annotations
 
+from m2mhub.connect.crc import crc16_arc
 from m2mhub.connect.dsmr.const import (
     CRC_DIGITS,
     MAX_TELEGRAM_BYTES,
@@ -22,27 +23,10 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _WHITESPACE = frozenset(b" \t\r\n\x00")
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-# CRC-16/ARC: polynomial x^16 + x^15 + x^2 + 1 (0x8005) reflected (0xA001), initial
-# value 0, no final XOR; DSMR 5.0.2 section 6.2 ("CRC16 ... least significant bit first").
-_TABLE = _crc_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC-16/ARC of ``data``: what a DSMR 4+ meter sends after "!" (over "/" to "!")."""
-    crc = 0
-    for byte in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
-    return crc
+    """CRC-16/ARC of ``data``: what a DSMR 4+ meter sends after "!" (over "/" to "!");
+    DSMR 5.0.2 section 6.2 ("CRC16 ... least significant bit first")."""
+    return crc16_arc(data)
 
 
 class TelegramFramer:

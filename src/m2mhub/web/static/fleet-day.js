@@ -14,7 +14,10 @@
     const m = Math.round(ms / 60000);
     return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m} min`;
   };
-  const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  // The day is the vehicle's local day: its times are shown in its time zone too.
+  const time = (ts) => new Date(ts).toLocaleTimeString([], {
+    hour: "2-digit", minute: "2-digit", timeZone: data.timezone,
+  });
 
   const bounds = L.latLngBounds([]);
   if (data.route.length) {

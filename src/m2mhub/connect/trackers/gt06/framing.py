@@ -12,10 +12,9 @@ is the last item returned and the connection should be closed.
 
 from __future__ import annotations
 
-from typing import Final
-
 import msgspec
 
+from m2mhub.connect.crc import crc16_x25
 from m2mhub.connect.trackers.gt06.const import (
     MAX_JUNK_BYTES,
     MAX_LONG_LENGTH,
@@ -35,25 +34,9 @@ from m2mhub.connect.trackers.gt06.errors import (
 )
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_TABLE: Final = _crc_table()
-
-
 def crc_itu(data: bytes) -> int:
     """CRC-ITU as GT06 uses it: CRC-16/X-25 (poly 0x1021 reflected, init and xor 0xFFFF)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
-    return crc ^ 0xFFFF
+    return crc16_x25(data)
 
 
 class Frame(msgspec.Struct, frozen=True):

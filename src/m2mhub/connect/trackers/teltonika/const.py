@@ -78,6 +78,7 @@ IO_BATTERY_VOLTAGE: Final = 67  # 2 bytes, mV
 IO_BATTERY_CURRENT: Final = 68  # 2 bytes, mA
 IO_GNSS_STATUS: Final = 69  # 1 byte: 0 off, 1 on with fix, 2 on without fix, 3 sleep
 IO_DATA_MODE: Final = 80  # 1 byte: home/roaming/unknown, on stop/moving
+IO_FUEL_LEVEL: Final = 89  # 1 byte, % (from the CAN bus or LV-CAN adapter)
 IO_BATTERY_LEVEL: Final = 113  # 1 byte, %
 IO_DIGITAL_OUTPUT_1: Final = 179  # 1 byte, 0/1
 IO_DIGITAL_OUTPUT_2: Final = 180  # 1 byte, 0/1

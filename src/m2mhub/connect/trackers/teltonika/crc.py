@@ -7,25 +7,6 @@ check value of b"123456789" is 0xBB3D.
 
 from __future__ import annotations
 
-from typing import Final
+from m2mhub.connect.crc import crc16_arc as crc16_ibm
 
-
-def _make_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_TABLE: Final = _make_table()
-
-
-def crc16_ibm(data: bytes | bytearray | memoryview) -> int:
-    """The CRC-16/IBM of ``data``, an int in 0..0xFFFF."""
-    crc = 0
-    for byte in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
-    return crc
+__all__ = ["crc16_ibm"]

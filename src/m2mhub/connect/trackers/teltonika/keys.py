@@ -12,7 +12,10 @@ from typing import Final
 
 from m2mhub.connect.trackers.positions import (
     ALTITUDE_M,
+    BATTERY_VOLTAGE_V,
+    FUEL_PCT,
     GPS_VALID,
+    GSM_SIGNAL,
     HEADING_DEG,
     IGNITION,
     LAT,
@@ -29,10 +32,8 @@ EVENT_IO_ID: Final = "event_io_id"  # the IO element that triggered the record, 
 MOVEMENT: Final = "movement"
 TRIP_ODOMETER_M: Final = "trip_odometer_m"
 EXTERNAL_VOLTAGE_V: Final = "external_voltage_v"
-BATTERY_VOLTAGE_V: Final = "battery_voltage_v"
 BATTERY_CURRENT_A: Final = "battery_current_a"
 BATTERY_LEVEL_PCT: Final = "battery_level_pct"
-GSM_SIGNAL: Final = "gsm_signal"  # 0-5 bars
 GNSS_STATUS: Final = "gnss_status"  # 0 off, 1 fix, 2 no fix, 3 sleep
 GNSS_PDOP: Final = "gnss_pdop"
 GNSS_HDOP: Final = "gnss_hdop"
@@ -61,6 +62,7 @@ __all__ = [
     "DIGITAL_OUTPUT_2",
     "EVENT_IO_ID",
     "EXTERNAL_VOLTAGE_V",
+    "FUEL_PCT",
     "GNSS_HDOP",
     "GNSS_PDOP",
     "GNSS_STATUS",

@@ -38,6 +38,7 @@ IO_VALUES: Final[dict[int, tuple[str, Callable[[int], Value]]]] = {
     const.IO_BATTERY_CURRENT: (keys.BATTERY_CURRENT_A, _milli),
     const.IO_BATTERY_LEVEL: (keys.BATTERY_LEVEL_PCT, _same),
     const.IO_GSM_SIGNAL: (keys.GSM_SIGNAL, _same),
+    const.IO_FUEL_LEVEL: (keys.FUEL_PCT, _same),
     const.IO_GNSS_STATUS: (keys.GNSS_STATUS, _same),
     const.IO_GNSS_PDOP: (keys.GNSS_PDOP, _deci),
     const.IO_GNSS_HDOP: (keys.GNSS_HDOP, _deci),
