@@ -8,7 +8,7 @@ import random
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from m2mhub.apps.fleet import (
@@ -201,6 +201,7 @@ def feed_in_chunks(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(0, len(DAY.readings)), max_size=12))
+@example(cuts=[284])  # a tick in the evening's silence once left its seal in the state
 def test_feeding_the_day_in_any_chunks_equals_the_batch(cuts: list[int]) -> None:
     batch = detect(DAY.readings, SETTINGS)
     outputs, state = feed_in_chunks(DAY.readings, cuts, SETTINGS)

@@ -205,6 +205,9 @@ class TripDetector:
         s, cfg = self._s, self.settings
         if not accepts(s, ts):
             raise LateReadingError(ts, max(s.last_ts or ts, s.sealed_until or ts))
+        # Past the silence a tick acted on: the seal has done its work, and a batch run
+        # (which never ticks) has none, so the states compare equal.
+        s.sealed_until = None
         prev_ts = s.last_ts
         gap = ts - prev_ts if prev_ts is not None else None
         is_after_gap = gap is not None and gap > cfg.max_gap_ms
