@@ -150,6 +150,9 @@ def new_page(browser: Any, server: Server, *, width: int = 1280) -> Iterator[Any
     try:
         yield page
     finally:
+        # The page first, without waiting for its unload handlers: a live stream (SSE) or a
+        # navigation still under way must not hold the context's close up.
+        page.close(run_before_unload=False)
         context.close()
     outside = [url for url in requests if not url.startswith(server.url + "/")]
     assert not outside, f"requests left {server.url}: {outside}"
