@@ -83,6 +83,9 @@ class HttpDevice:
         if len(self.queued) >= self.BATCH:
             await self.flush()
 
+    async def close(self) -> None:
+        """Nothing of its own to close: the HTTP client is the runner's."""
+
     async def flush(self) -> None:
         while self.queued:
             batch = self.queued[: self.BATCH]
@@ -200,8 +203,7 @@ class FleetRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(device.flush(), FLUSH_TIMEOUT_S)
             tally.failed += len(device.queued)
-            if isinstance(device, TeltonikaDevice):
-                await device.close()
+            await device.close()
 
     async def _run_device(self, spec: FleetDevice) -> None:
         model = self.models[spec.id]

@@ -164,6 +164,9 @@ class FleetService:
             if dropped == seen:
                 continue
             seen = dropped
+            # Once the queue is empty: the events still in it trigger their vehicles anyway,
+            # and sweeping every vehicle while overloaded would only add to the load.
+            await self._listener.drain()
             try:
                 async with self._lock:
                     await self.catch_up()
