@@ -92,6 +92,25 @@ async def test_garbage_closes_the_connection_and_no_other(trackers: Trackers) ->
     bad_writer.close()
 
 
+async def test_keepalive_pings_hold_an_idle_connection_open(trackers: Trackers) -> None:
+    await trackers.device(IMEI)
+    reader, writer = await handshake(trackers)
+    assert await reader.readexactly(1) == b"\x01"
+    # pings for three idle timeouts: each one moves the deadline, and none is answered
+    for _ in range(12):
+        writer.write(b"\xff")
+        await writer.drain()
+        await asyncio.sleep(IDLE_TIMEOUT_S / 4)
+    writer.write(MOVING)
+    await writer.drain()
+
+    assert await reader.readexactly(4) == encode_tcp_ack(1)  # the first bytes since the login
+    server = trackers.server("teltonika")
+    assert server.stats.idle_timeouts == 0
+    assert not server.stats.dropped
+    writer.close()
+
+
 async def test_a_slow_client_is_cut_by_the_idle_timeout(trackers: Trackers) -> None:
     await trackers.device(IMEI)
     reader, writer = await handshake(trackers)

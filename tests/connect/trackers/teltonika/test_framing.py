@@ -24,6 +24,7 @@ from m2mhub.connect.trackers.teltonika.errors import (
 )
 from m2mhub.connect.trackers.teltonika.framing import (
     ImeiHandshake,
+    Ping,
     TcpDeframer,
     TcpEvent,
     parse_udp_datagram,
@@ -145,9 +146,20 @@ def test_bad_preamble_is_seen_on_its_first_byte() -> None:
     assert isinstance(error, BadPreambleError)
 
 
+def test_keepalive_bytes_between_packets_are_pings() -> None:
+    stream = (
+        frame("wiki_imei") + b"\xff" + frame("wiki_codec8_1") + b"\xff\xff" + frame("wiki_codec8_2")
+    )
+
+    events = _feed_in_pieces(stream, list(range(1, len(stream))))  # byte by byte
+
+    kinds = [type(e) for e in events]
+    assert kinds == [ImeiHandshake, Ping, AvlPacket, Ping, Ping, AvlPacket]
+
+
 def test_feeding_a_closed_stream_raises() -> None:
     deframer = TcpDeframer(expect_imei=False)
-    deframer.feed(b"\xff")
+    deframer.feed(b"\x07")
 
     with pytest.raises(StreamClosedError, match="close the connection"):
         deframer.feed(frame("wiki_codec8_1"))

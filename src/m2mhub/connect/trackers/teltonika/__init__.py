@@ -38,6 +38,7 @@ from m2mhub.connect.trackers.teltonika.errors import (
 )
 from m2mhub.connect.trackers.teltonika.framing import (
     ImeiHandshake,
+    Ping,
     TcpDeframer,
     TcpEvent,
     UdpDatagram,
@@ -56,6 +57,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "ImeiHandshake",
+    "Ping",
     "StreamClosedError",
     "TcpDeframer",
     "TcpEvent",

@@ -6,7 +6,9 @@ opens with its IMEI (2-byte length, 15 ASCII digits), the server answers 0x01 or
 
     00 00 00 00 | data field length (4) | data field | 00 00 | CRC-16/IBM of data (2)
 
-and the server acknowledges each AVL packet with the record count (4 bytes).
+and the server acknowledges each AVL packet with the record count (4 bytes). Between
+packets a device whose link is kept open may send a single 0xFF byte as a keep-alive
+(a ping); it needs no answer.
 TCP delivers those bytes split and glued arbitrarily, so :class:`TcpDeframer`
 buffers them and hands back whole frames as they complete.
 
@@ -48,9 +50,13 @@ class ImeiHandshake(msgspec.Struct, frozen=True):
     imei: str
 
 
+class Ping(msgspec.Struct, frozen=True):
+    """A keep-alive byte (0xFF) between packets: the link is alive, nothing to answer."""
+
+
 #: What :meth:`TcpDeframer.feed` yields. Errors come back as values, in stream order, so the
 #: frames around a dropped one are not lost; check ``error.is_fatal`` to know when to close.
-TcpEvent = ImeiHandshake | AvlPacket | Codec12Message | TeltonikaError
+TcpEvent = ImeiHandshake | Ping | AvlPacket | Codec12Message | TeltonikaError
 
 
 class TcpDeframer:
@@ -60,6 +66,7 @@ class TcpDeframer:
     by that chunk, in order. What the server does with each:
 
     - :class:`ImeiHandshake`: look the device up, send the IMEI answer.
+    - :class:`Ping`: nothing to send; the connection is alive.
     - :class:`.decoder.AvlPacket`: store the records, send ``encode_tcp_ack(len(records))``.
     - :class:`.decoder.Codec12Message`: the response to a command sent earlier.
     - a :class:`.errors.TeltonikaError`: count it by ``code``; the frame is dropped and
@@ -143,6 +150,9 @@ class TcpDeframer:
 
     def _next_packet(self) -> TcpEvent | None:
         buffer = self._buffer
+        if buffer[:1] == b"\xff":
+            del buffer[:1]
+            return Ping()
         # Check the preamble byte by byte, so garbage is reported as soon as it arrives.
         head = bytes(buffer[:4])
         if head.strip(b"\x00"):

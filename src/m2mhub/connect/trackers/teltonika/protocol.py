@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from m2mhub.connect.trackers.commands import ENGINE_RESUME, ENGINE_STOP, command_text
-from m2mhub.connect.trackers.server import Answer, Dropped, Hello, Message, Positions
+from m2mhub.connect.trackers.server import Answer, Dropped, Hello, Message, Positions, Reply
 from m2mhub.connect.trackers.teltonika.decoder import AvlPacket, Codec12Message
 from m2mhub.connect.trackers.teltonika.encoder import (
     encode_codec12_command,
@@ -17,6 +17,7 @@ from m2mhub.connect.trackers.teltonika.encoder import (
 from m2mhub.connect.trackers.teltonika.errors import TeltonikaError
 from m2mhub.connect.trackers.teltonika.framing import (
     ImeiHandshake,
+    Ping,
     TcpDeframer,
     parse_udp_datagram,
 )
@@ -46,6 +47,8 @@ class TeltonikaConversation:
             if isinstance(event, ImeiHandshake):
                 accept, refuse = encode_imei_answer(True), encode_imei_answer(False)
                 messages.append(Hello(event.imei, accept=accept, refuse=refuse))
+            elif isinstance(event, Ping):
+                messages.append(Reply(b""))  # alive: the idle deadline moves, nothing to write
             elif isinstance(event, AvlPacket):
                 messages.append(_positions(event, encode_tcp_ack(len(event.records))))
             elif isinstance(event, Codec12Message):
