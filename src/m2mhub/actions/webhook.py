@@ -70,6 +70,23 @@ def check_url(url: str) -> str:
     return url
 
 
+#: Media types a webhook body may be sent as: JSON, or a JSON-based type such as
+#: ``application/cloudevents+json`` (RFC 6839 structured syntax suffix).
+_JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9][a-z0-9.-]{0,63}\+)?json$")
+_DEFAULT_CONTENT_TYPE: Final = "application/json"
+
+
+def check_content_type(content_type: str, *, field: str = "content_type") -> str:
+    """``application/json`` or ``application/<something>+json``, or :class:`PayloadError`."""
+    if not _JSON_MEDIA_TYPE.match(content_type):
+        raise PayloadError(
+            f"{field}: {content_type!r} is not a JSON media type; use application/json or "
+            "application/<type>+json (e.g. application/cloudevents+json)",
+            field=field,
+        )
+    return content_type
+
+
 def check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if (
@@ -85,6 +102,12 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
         if "\r" in value or "\n" in value or len(value) > 4096:
             raise PayloadError(f"headers: the value of {name!r} is not allowed", field="headers")
     return dict(headers)
+
+
+def _with_content_type(headers: dict[str, str], content_type: str) -> dict[str, str]:
+    if content_type != _DEFAULT_CONTENT_TYPE:
+        headers["Content-Type"] = check_content_type(content_type)
+    return headers
 
 
 class WebhookService:
@@ -108,11 +131,13 @@ class WebhookService:
         payload: dict[str, Any],
         secret: str | None = None,
         headers: dict[str, str] | None = None,
+        content_type: str = _DEFAULT_CONTENT_TYPE,
     ) -> str:
         """Store a webhook for delivery and return its id; it is sent in the background.
 
-        Raises :class:`PayloadError` for a URL that is not http(s), a body over
-        256 KiB, or a header that cannot be set.
+        The body is sent as ``content_type`` (a JSON media type). Raises
+        :class:`PayloadError` for a URL that is not http(s), a body over 256 KiB, a header
+        that cannot be set, or a content type that is not JSON.
         """
         try:
             body = msgspec.json.encode(payload)
@@ -129,7 +154,7 @@ class WebhookService:
             target=check_url(url),
             body=body.decode(),
             secret=secret or None,
-            headers=check_headers(headers or {}),
+            headers=_with_content_type(check_headers(headers or {}), content_type),
             status="pending",
             attempts=0,
             next_ms=now,
@@ -155,8 +180,8 @@ class WebhookService:
             )
         body = delivery.body.encode()
         headers = {
-            **delivery.headers,
-            "Content-Type": "application/json",
+            "Content-Type": _DEFAULT_CONTENT_TYPE,
+            **delivery.headers,  # a stored Content-Type was checked on enqueue
             DELIVERY_HEADER: delivery.id,
             TIMESTAMP_HEADER: str(now_ms() // 1000),
             ATTEMPT_HEADER: str(delivery.attempts),

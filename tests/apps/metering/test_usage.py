@@ -223,6 +223,52 @@ async def test_held_invoices_push_no_usage(
         assert {r.json()["subject"] for r in requests} == {"A-2"}
 
 
+async def test_usage_goes_straight_to_an_openmeter_style_ingest(
+    database: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    async with serve(database.first, tmp_path) as api:
+        service = await _month(api)
+        fields = {f: getattr(SETTINGS, f) for f in SETTINGS.__struct_fields__}
+        await service.storage.save_settings(
+            api.tenant.id,
+            BillingSettings(
+                **{
+                    **fields,
+                    "usage_webhook_url": receiver.url,
+                    "usage_webhook_token": "om_token-123",
+                    "usage_webhook_content_type": "application/cloudevents+json",
+                }
+            ),
+        )
+        await service.run_billing(api.tenant.id, "2026-10", actor="test")
+
+        requests = await wait_for(lambda: _arrived(receiver, 3), what="three usage events")
+        for request in requests:
+            assert request.headers["Authorization"] == "Bearer om_token-123"
+            assert request.headers["Content-Type"] == "application/cloudevents+json"
+            assert request.json()["specversion"] == "1.0"
+        shown = await api.client.get("/api/v1/metering/settings", headers=api.admin)
+        assert shown.json()["usage_webhook_token"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("usage_webhook_content_type", "text/plain"),
+        ("usage_webhook_content_type", "application/json; charset=latin-1"),
+        ("usage_webhook_token", "two words"),
+        ("usage_webhook_token", "line\nbreak"),
+        ("usage_webhook_token", ""),
+    ],
+)
+def test_the_usage_token_and_content_type_are_checked(field: str, value: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        BillingSettings(
+            usage_webhook_url="https://openmeter.example.com/api/v1/events", **{field: value}
+        )
+    assert caught.value.field == field
+
+
 def test_the_usage_webhook_url_is_checked() -> None:
     with pytest.raises(PayloadError) as caught:
         BillingSettings(usage_webhook_url="openmeter.example.com/api/v1/events")

@@ -582,6 +582,7 @@ async def get_settings(who: Admin, platform: PlatformDep) -> Any:
     settings = await service_of(platform).storage.settings(who.tenant_id)
     out: dict[str, Any] = _out(settings)
     out["webhook_secret"] = "***" if settings.webhook_secret else None
+    out["usage_webhook_token"] = "***" if settings.usage_webhook_token else None
     return out
 
 

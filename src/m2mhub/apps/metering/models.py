@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from m2mhub.actions.webhook import check_url
+from m2mhub.actions.webhook import check_content_type, check_url
 from m2mhub.apps.metering.values import MeterDataError, Register
 from m2mhub.core.errors import PayloadError
 
@@ -322,8 +322,24 @@ class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     usage_webhook_url: str | None = None
     """Where each billing run sends the usage it billed, one CloudEvent a POST
     (:mod:`.usage`), signed with ``webhook_secret``; e.g. a billing system's ingest."""
+    usage_webhook_token: str | None = None
+    """Sent as ``Authorization: Bearer <token>`` with each usage event (an API token of
+    the receiving system, such as OpenMeter's)."""
+    usage_webhook_content_type: str = "application/json"
+    """The media type the usage events are posted as; OpenMeter's ingest takes
+    ``application/cloudevents+json``."""
 
     def __post_init__(self) -> None:
+        check_content_type(self.usage_webhook_content_type, field="usage_webhook_content_type")
+        token = self.usage_webhook_token
+        if token is not None and not (
+            0 < len(token) <= 4000 and token.isascii() and token.isprintable() and " " not in token
+        ):
+            raise PayloadError(
+                "usage_webhook_token: a token is 1 to 4,000 printable ASCII characters "
+                "without spaces",
+                field="usage_webhook_token",
+            )
         if self.usage_webhook_url is not None:
             try:
                 check_url(self.usage_webhook_url)

@@ -130,6 +130,8 @@ class UsageExport(BillingSections):
         per event (signed, retried, in the deliveries API); the delivery ids."""
         if not settings.usage_webhook_url or self.webhooks is None:
             return []
+        token = settings.usage_webhook_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         deliveries: list[str] = []
         for record in usage_records(account, sections):
             event = usage_event(record, source=self.source)
@@ -140,6 +142,8 @@ class UsageExport(BillingSections):
                     url=settings.usage_webhook_url,
                     payload=msgspec.to_builtins(event),
                     secret=settings.webhook_secret,
+                    headers=headers,
+                    content_type=settings.usage_webhook_content_type,
                 )
             )
         return deliveries
