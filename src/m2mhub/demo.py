@@ -1,9 +1,10 @@
 """The demo: the fleet of ``m2mhub/sim/fleet.yaml`` and its rules, on the embedded defaults.
 
 ``prepare`` makes (or finds again) the demo tenant, the fleet's device types,
-devices, groups and assets, and applies the demo's rules. Credentials are kept in
-``<data_dir>/demo-credentials.json`` (the store keeps only hashes), so a second start
-resumes the same tenant, devices and data.
+devices, groups and assets, applies the demo's rules, and declares the electricity
+meters' accounts, tariffs and links for billing (``m2mhub/sim/demo-metering.yaml``).
+Credentials are kept in ``<data_dir>/demo-credentials.json`` (the store keeps only
+hashes), so a second start resumes the same tenant, devices and data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import msgspec
 from fastapi import FastAPI, Request
 
 from m2mhub.apps.fleet import storage as fleet_storage
+from m2mhub.apps.metering.declarations import apply_declarations, parse_declarations
+from m2mhub.apps.metering.service import MeteringService
 from m2mhub.auth.secrets import new_password
 from m2mhub.core.errors import NotFoundError
 from m2mhub.core.timeutil import now_ms
@@ -148,8 +151,25 @@ async def prepare(
                 store, tenant.id, found.id, dict(overrides), fleet.timezone
             )
     await apply_rule_file(store, demo_rules(webhook_url), source="demo-rules.yaml")
+    await _declare_billing(platform, tenant.id, fleet)
     _save(path, saved)
     return saved
+
+
+async def _declare_billing(platform: Platform, tenant_id: int, fleet: Fleet) -> None:
+    """The meters' accounts, tariffs and links, once: later starts keep what people
+    changed. A fleet file without the demo's meters gets none."""
+    text = files("m2mhub.sim").joinpath("demo-metering.yaml").read_text(encoding="utf-8")
+    declarations = parse_declarations(text)
+    devices = {device.id for device in fleet.devices}
+    if not {str(meter["device"]) for meter in declarations.meters} <= devices:
+        return
+    service = MeteringService(
+        platform.store, holder=platform.holder, audit=platform.audit, webhooks=platform.webhooks
+    )
+    if await service.storage.list_accounts(tenant_id, limit=1):
+        return
+    await apply_declarations(service, tenant_id, declarations, Path("."))
 
 
 def _save(path: Path, credentials: DemoCredentials) -> None:
