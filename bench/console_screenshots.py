@@ -7,8 +7,10 @@ This
    banner it prints;
 2. waits (bounded) until the demo's rules have raised an alarm and the vans have positions;
 3. signs in with chromium (Debian's, driven by Playwright) and saves 1280x800 images of the
-   fleet, a device with its chart, the alarms, the map, the rules and the assets into
-   ``docs/console/``: PNG, or JPEG (quality 80) when a PNG would be over ``--max-kb``.
+   fleet, a device with its chart, the alarms, the map, the rules and the assets, a pump's
+   command forms, a van's day (fleet app) and a meter's consumption with the invoices of a
+   billing run of yesterday (metering app) into ``docs/console/``: PNG, or JPEG (quality 80)
+   when a PNG would be over ``--max-kb``.
 
 The demo and the browser are stopped at the end, also after a failure or an interrupt, and the
 data directory is removed. Run by hand: ``python bench/console_screenshots.py``.
@@ -27,8 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -39,6 +43,10 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 VIEWPORT = {"width": 1280, "height": 800}
 OUT = Path(__file__).resolve().parent.parent / "docs" / "console"
 DEVICE = "tank-north"
+PUMP = "pump-north"  # its type declares a command method: the device page has its form
+VAN = "van-01"
+METER = "meter-002"  # a flaky link: the chart shows estimated intervals
+ZONE = ZoneInfo("Europe/Amsterdam")  # the fleet's and the tariffs' time zone
 CHART_KEY = "level_pct"
 WEEK_MS = 7 * 86_400_000
 # The chart shows days 2.1 to 0.8 before now: the day of history written at start and the
@@ -61,10 +69,13 @@ class Demo:
     password: str
     admin_key: str
 
-    def api(self, path: str) -> Any:
-        response = httpx.get(
-            self.url + path, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=10
-        )
+    def api(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET ``path``, or POST ``body`` to it, as the demo's admin."""
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        if body is None:
+            response = httpx.get(self.url + path, headers=headers, timeout=10)
+        else:
+            response = httpx.post(self.url + path, json=body, headers=headers, timeout=120)
         response.raise_for_status()
         return response.json()
 
@@ -230,6 +241,33 @@ def shoot(demo: Demo, max_kb: int) -> None:
             page.wait_for_timeout(1000)
             save(page, "assets", max_kb)
 
+            page.goto(f"{console}/devices/{PUMP}")
+            page.locator("#commands-h").evaluate("h => h.scrollIntoView()")
+            page.wait_for_timeout(500)
+            save(page, "commands", max_kb)
+
+            day = driven_day(demo)
+            if day is None:
+                print(f"  docs/console/fleet-day: not taken, {VAN} has not driven yet")
+            else:
+                page.goto(f"{console}/vehicles/{VAN}?day={day}")
+                page.wait_for_selector("#map .leaflet-interactive")
+                page.wait_for_timeout(1500)
+                save(page, "fleet-day", max_kb)
+
+            billed = (datetime.now(ZONE) - timedelta(days=1)).date()
+            shown = f"from={billed - timedelta(days=1)}&to={billed}"
+            page.goto(f"{console}/metering/meters/{METER}?{shown}")
+            page.locator("#chart-h").evaluate("h => h.scrollIntoView()")
+            page.wait_for_selector("#meter-chart canvas")
+            page.wait_for_timeout(500)
+            save(page, "metering-meter", max_kb)
+
+            page.goto(f"{console}/metering/invoices")
+            page.wait_for_selector("table tbody tr")
+            page.wait_for_timeout(500)
+            save(page, "metering-invoices", max_kb)
+
             context.close()
             if errors:
                 raise RuntimeError(f"JavaScript errors in the console: {errors}")
@@ -237,11 +275,31 @@ def shoot(demo: Demo, max_kb: int) -> None:
             browser.close()
 
 
+def driven_day(demo: Demo) -> str | None:
+    """The latest local day on which the van drove (the devices' time runs a day behind the
+    clock, and the vans stay parked at night and on Sundays)."""
+    today = datetime.now(ZONE).date()
+    query = f"from={today - timedelta(days=3)}&to={today}"
+    days = demo.api(f"/api/v1/fleet/devices/{VAN}/summary?{query}")["days"]
+    driven = [d["day"] for d in days if d["driving_ms"] > 0]
+    return driven[-1] if driven else None
+
+
+def bill_yesterday(demo: Demo) -> None:
+    """A billing run of yesterday in the meters' zone: the invoices page has invoices
+    (held where the day's history is incomplete)."""
+    yesterday = (datetime.now(ZONE) - timedelta(days=1)).date()
+    period = f"{yesterday}..{yesterday}"
+    run = demo.api("/api/v1/metering/billing-runs", {"period": period})
+    outcomes = sorted({entry["outcome"] for entry in run["summary"]})
+    print(f"  billing run of {period}: {', '.join(outcomes)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speed", type=float, default=120, help="the demo's --speed")
     parser.add_argument(
-        "--duration", type=float, default=150, help="the demo stops after this many seconds"
+        "--duration", type=float, default=240, help="the demo stops after this many seconds"
     )
     parser.add_argument("--max-kb", type=int, default=250, help="larger PNGs become JPEGs")
     args = parser.parse_args()
@@ -265,6 +323,10 @@ def main() -> None:
                 lambda: tank_level(demo) >= FULL_ENOUGH,
                 deadline,
             )
+        # Optional too, for a van's day with trips: the vans leave in the devices' morning.
+        with contextlib.suppress(RuntimeError):
+            wait_for(f"{VAN} on the road", lambda: driven_day(demo) is not None, deadline)
+        bill_yesterday(demo)
         shoot(demo, args.max_kb)
     print(f"saved into {OUT}")
 

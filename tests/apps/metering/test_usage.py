@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from m2mhub.actions.webhook import SIGNATURE_HEADER, verify_signature
@@ -157,14 +158,7 @@ async def test_a_billing_run_pushes_signed_usage_and_a_rerun_sends_the_same_ids(
     async with serve(database.first, tmp_path) as api:
         service = await _month(api)
         tenant = api.tenant.id
-        settings = BillingSettings(
-            **{
-                **{f: getattr(SETTINGS, f) for f in SETTINGS.__struct_fields__},
-                "usage_webhook_url": receiver.url,
-                "webhook_secret": SECRET,
-            }
-        )
-        await service.storage.save_settings(tenant, settings)
+        await _set(service, tenant, usage_webhook_url=receiver.url, webhook_secret=SECRET)
 
         run = await service.run_billing(tenant, "2026-10", actor="test")
         queued = [d for entry in run.summary for d in entry.get("usage_deliveries", [])]
@@ -192,6 +186,11 @@ async def test_a_billing_run_pushes_signed_usage_and_a_rerun_sends_the_same_ids(
         assert sorted(r.json()["id"] for r in resent[3:]) == sorted(e["id"] for e in events)
 
 
+async def _set(service: MeteringService, tenant_id: int, **changes: Any) -> None:
+    """The test's billing settings with ``changes``."""
+    await service.storage.save_settings(tenant_id, msgspec.structs.replace(SETTINGS, **changes))
+
+
 async def _arrived(receiver: Receiver, count: int) -> Any:
     requests = receiver.received()
     return requests if len(requests) >= count else None
@@ -202,17 +201,12 @@ async def test_held_invoices_push_no_usage(
 ) -> None:
     async with serve(database.first, tmp_path) as api:
         service = await _month(api)
-        fields = {f: getattr(SETTINGS, f) for f in SETTINGS.__struct_fields__}
-        await service.storage.save_settings(
+        await _set(
+            service,
             api.tenant.id,
-            BillingSettings(
-                **{
-                    **fields,
-                    "usage_webhook_url": receiver.url,
-                    "on_missing_data": "hold",
-                    "max_estimated_percent": 0,
-                }
-            ),
+            usage_webhook_url=receiver.url,
+            on_missing_data="hold",
+            max_estimated_percent=0,
         )
         run = await service.run_billing(api.tenant.id, "2026-10", actor="test")
         by_account = {entry["account"]: entry for entry in run.summary}
@@ -228,17 +222,12 @@ async def test_usage_goes_straight_to_an_openmeter_style_ingest(
 ) -> None:
     async with serve(database.first, tmp_path) as api:
         service = await _month(api)
-        fields = {f: getattr(SETTINGS, f) for f in SETTINGS.__struct_fields__}
-        await service.storage.save_settings(
+        await _set(
+            service,
             api.tenant.id,
-            BillingSettings(
-                **{
-                    **fields,
-                    "usage_webhook_url": receiver.url,
-                    "usage_webhook_token": "om_token-123",
-                    "usage_webhook_content_type": "application/cloudevents+json",
-                }
-            ),
+            usage_webhook_url=receiver.url,
+            usage_webhook_token="om_token-123",
+            usage_webhook_content_type="application/cloudevents+json",
         )
         await service.run_billing(api.tenant.id, "2026-10", actor="test")
 
