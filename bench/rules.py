@@ -128,8 +128,9 @@ async def apply_rules(database_url: str, text: str) -> None:
 @dataclass
 class Throughput:
     rules: int
-    evaluations: int  # (rule, device) evaluations per reading
+    evaluations: float  # (rule, device) evaluations per reading
     rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # process CPU per evaluation (per reading)
     max_lag: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
     cores: list[float] = field(default_factory=list)
@@ -144,7 +145,7 @@ async def measure_throughput(count: int, args: argparse.Namespace, work: Path) -
     devices, _ = await prepare(database_url, args.devices, KEYS)
     ids = [d for d, _, _ in devices]
     by_type = round(count * args.type_share)
-    result = Throughput(count, by_type + (count - by_type) // len(ids))
+    result = Throughput(count, by_type + (count - by_type) / len(ids))
     if count:
         started = time.monotonic()
         await apply_rules(database_url, rule_file(count, ids, args.type_share))
@@ -190,16 +191,17 @@ async def measure_throughput(count: int, args: argparse.Namespace, work: Path) -
             sent, max_lag = await feed(engine, batch, seconds=args.seconds)
             elapsed = time.perf_counter() - start
             cores = (process_cpu_seconds(os.getpid()) - cpu) / elapsed
-            subscription = engine._subscription
-            dropped = subscription.dropped if subscription is not None else -1
+            dropped = engine.platform.bus.stats()["rules"].dropped
             result.rates.append(sent / elapsed)
             result.max_lag.append(max_lag)
             result.dropped.append(dropped)
             result.cores.append(cores)
+            result.cpu_us.append(cores / (sent / elapsed) / max(result.evaluations, 1) * 1e6)
             print(
                 f"  {count:>6,} rules, run {run + 1}: {sent:,} readings in {elapsed:.1f} s = "
                 f"{sent / elapsed:,.0f} readings/s; queue at most {max_lag:,}, dropped "
-                f"{dropped}, errors {engine.errors}; process {cores:.2f} cores",
+                f"{dropped}, errors {engine.errors}; process {cores:.2f} cores, "
+                f"{result.cpu_us[-1]:.2f} CPU us per {'evaluation' if count else 'reading'}",
                 flush=True,
             )
     return result
@@ -212,19 +214,21 @@ async def feed(engine: object, batch: list[object], *, seconds: float) -> tuple[
 
     assert isinstance(engine, RulesEngine)
     bus = engine.platform.bus
-    subscription = engine._subscription
-    assert subscription is not None
+
+    def lag() -> int:
+        return bus.stats()["rules"].lag
+
     deadline = time.perf_counter() + seconds
     sent = max_lag = 0
     while sent < len(batch) and time.perf_counter() < deadline:
-        room = HIGH_WATER - subscription.lag
+        room = HIGH_WATER - lag()
         if room <= 0:
             await asyncio.sleep(0.002)
             continue
         for event in batch[sent : sent + min(room, 1000)]:
             bus.publish(event)  # type: ignore[arg-type]
         sent += min(room, 1000, len(batch) - sent)
-        max_lag = max(max_lag, subscription.lag)
+        max_lag = max(max_lag, lag())
         await asyncio.sleep(0)
     await asyncio.wait_for(engine.drain(), 300)
     return sent, max_lag
@@ -405,7 +409,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-rules", type=int, default=1000)
     parser.add_argument(
-        "--rates", default="0,100,10000", help="background readings/s during latency runs"
+        "--rates", default="0,1000,10000", help="background readings/s during latency runs"
     )
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--probe-interval", type=float, default=0.1, help="seconds between probes")
@@ -446,8 +450,10 @@ def summary(
         if base and t.rules:
             shares = [r / b * 100 for r, b in zip(t.rates, base, strict=True)]
             share = f", {spread(shares, '.2f')}% of no rules"
+        per = "evaluation" if t.rules else "reading"
         print(
-            f"{t.rules:>6,} rules ({t.evaluations} per reading): {spread(t.rates)} readings/s; "
+            f"{t.rules:>6,} rules ({t.evaluations:.1f} evaluations per reading): "
+            f"{spread(t.rates)} readings/s; {spread(t.cpu_us, '.2f')} CPU us per {per}; "
             f"queue at most {max(t.max_lag):,}, dropped {max(t.dropped)}; "
             f"cores {spread(t.cores, '.2f')}{share}"
         )

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     rules_reload_s: float = Field(
         5.0, gt=0, description="How often rules changed by another process are picked up."
     )
+    rules_flush_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the newest reading time of states that changed in nothing "
+        "else is written (a crash loses up to this much of it).",
+    )
     rules_trace_size: int = Field(
         100, ge=1, description="Recent evaluations each rule keeps for /rules/{name}/trace."
     )

@@ -54,13 +54,14 @@ class Hub(Api):
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    # A tick every hour: tests drive the timer themselves with Hub.tick.
+    # A tick and a flush every hour: tests drive them with Hub.tick and RulesEngine.flush.
     return Settings(
         **{
             "data_dir": tmp_path,
             "roles": "api,rules",
             "rules_tick_s": 3600,
             "rules_reload_s": 3600,
+            "rules_flush_s": 3600,
             **overrides,
         }
     )

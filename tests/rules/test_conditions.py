@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
+
+import msgspec
+import pytest
 
 from m2mhub.core.geo import haversine_m
 from m2mhub.rules.conditions import CompiledCondition, RuleState, in_polygon
@@ -141,3 +145,46 @@ def test_expression_with_missing_values_leaves_the_state() -> None:
     state, transitions = feed(c, [(0, {"a": 5}), (1, {"a": 5, "b": 5}), (2, {"b": 0})])
     assert transitions == [None, "raise", None]  # (2): a is missing from this reading's view
     assert state.active
+
+
+QUIET_CONDITIONS = [
+    {"threshold": {"key": "t", "above": 80, "clear_below": 75}},
+    {"threshold": {"key": "t", "above": 80}},
+    {"threshold": {"key": "t", "below": 10, "clear_above": 20}},
+    {"threshold": {"key": "t", "below": 10}, "for": "1m"},
+    {"threshold": {"key": "t", "above": 80, "clear_below": 75}, "for": "30s"},
+    {"geofence": {"circle": {"lat": 48.8566, "lon": 2.3522, "radius_m": 500}}},
+    {"geofence": {"circle": {"lat": 48.8566, "lon": 2.3522, "radius_m": 500}}, "for": "1m"},
+]
+
+
+@pytest.mark.parametrize("condition", QUIET_CONDITIONS)
+def test_quiet_agrees_with_a_full_evaluation(condition: dict[str, Any]) -> None:
+    """Where the shortcut answers, the full evaluation changes nothing but ``last_ts``, with
+    the same raw result and inputs; where it changes more, the shortcut does not answer."""
+    c = compiled(condition)
+    assert c.has_quiet
+    rng = random.Random(7)
+    state, answered, declined = RuleState(), 0, 0
+    for i in range(3000):
+        ts = i * 7_000
+        values: dict[str, Any]
+        if "geofence" in condition:
+            step_m = 0.003 if rng.random() < 0.5 else 0.02  # mostly near the fence
+            values = {"lat": 48.8566 + rng.uniform(-step_m, step_m), "lon": 2.3522}
+        else:
+            values = {"t": rng.choice([rng.uniform(0, 100), rng.choice([10, 20, 75, 80])])}
+            if rng.random() < 0.05:
+                values = rng.choice([{"t": True}, {"t": "hot"}, {"other": 1}])
+        quiet = c.quiet(state, ts, values)
+        step = c.on_reading(state, ts, {SELF: values})
+        if quiet is None:
+            declined += 1
+            assert step.raw is None or step.state != msgspec.structs.replace(state, last_ts=ts)
+        else:
+            answered += 1
+            assert step.transition is None and step.note is None
+            assert step.state == msgspec.structs.replace(state, last_ts=ts)
+            assert quiet == (step.raw, tuple(step.inputs.items()))
+        state = step.state
+    assert answered > 1000 and declined > 50

@@ -327,3 +327,38 @@ async def test_rule_state_is_saved(hub: Hub) -> None:
             "paused": False,
         }
     ]
+
+
+async def test_a_reload_finds_devices_that_joined_and_keeps_unchanged_rules(hub: Hub) -> None:
+    engine = hub.platform.rules
+    await hub.new_device("t1")
+    await hub.rule(HOT | {"name": "all", "scope": {"type": "sensor"}})
+    await hub.rule(HOT | {"name": "t2-only", "scope": {"device": "t2"}})  # no t2 yet
+    await hub.rule(HOT | {"name": "with-pump", "devices": {"pump": "pump-1"}})  # nor pump-1
+    await engine.reload()
+    loaded = {r.rule.name: r for r in engine.rules.values()}
+    assert {n: sorted(d.id for d in r.targets.values()) for n, r in loaded.items()} == {
+        "all": ["t1"],
+        "t2-only": [],
+        "with-pump": ["t1"],  # the alias is unknown: its own device still is
+    }
+    assert loaded["with-pump"].aliases == {}
+    await hub.send("t1", hub.clock.now, temp=70)
+    await hub.new_device("t2")
+    await hub.device_type("pump")
+    await hub.new_device("pump-1", "pump")
+    await engine.reload()
+    again = {r.rule.name: r for r in engine.rules.values()}
+    assert again["all"] is loaded["all"]  # unchanged: kept as compiled, with its trace
+    assert {n: sorted(d.id for d in r.targets.values()) for n, r in again.items()} == {
+        "all": ["t1", "t2"],
+        "t2-only": ["t2"],
+        "with-pump": ["t1"],
+    }
+    assert [d.id for d in again["with-pump"].aliases.values()] == ["pump-1"]
+    await hub.send("t2", hub.clock.now, temp=90)
+    assert sorted((a.rule_name, a.device_id) for a in await hub.alarms()) == [
+        ("all", "t2"),
+        ("t2-only", "t2"),
+    ]
+    assert [e.device for e in engine.trace(loaded["all"].id)] == ["t2", "t1"]

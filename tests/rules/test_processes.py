@@ -20,6 +20,7 @@ from m2mhub.bus import ReadingsStored
 from m2mhub.core.values import Value
 from m2mhub.rules.conditions import RuleState, decode_state
 from m2mhub.rules.engine import LOST
+from m2mhub.rules.persist import save_states
 from m2mhub.store import Store
 from tests.conftest import drop_schema, new_store
 from tests.rules.helpers import Clock, Hub, open_hub, reopen, start_time
@@ -198,3 +199,28 @@ async def test_a_lost_flush_loads_the_winner_and_keeps_its_own_newest(
         # b, stale in turn, evaluates from the saved state and fires nothing again.
         await deliver([b], t + 3000, temp=91)
         assert await fired(a) == ([("active", 1)], ["cool"])
+
+
+async def test_a_batch_of_states_says_row_by_row_which_writes_won(store: Store) -> None:
+    tenant = await store.create_tenant("acme", "Acme")
+    rule, _ = await store.upsert_rule(tenant.id, "hot", "{}", enabled=True, source="api")
+    for device_pk in (1, 2, 3):
+        assert await store.save_rule_state(rule.id, device_pk, '{"raw":true}', version=0)
+    # Every row over its version: written, nothing read back.
+    assert await save_states(store, [(rule.id, 1, '{"a":1}', 1), (rule.id, 4, '{"d":1}', 0)]) == {
+        (rule.id, 1): ('{"a":1}', 2),
+        (rule.id, 4): ('{"d":1}', 1),
+    }
+    # Stale rows, an insert of a row another process created, a row of a deleted rule.
+    rows = [
+        (rule.id, 1, '{"a":2}', 2),  # wins
+        (rule.id, 2, '{"b":1}', 0),  # exists already
+        (rule.id, 3, '{"c":1}', 5),  # stale version
+        (rule.id + 1, 1, '{"x":1}', 3),  # no such rule
+    ]
+    assert await save_states(store, rows) == {
+        (rule.id, 1): ('{"a":2}', 3),
+        (rule.id, 2): ('{"raw":true}', 1),
+        (rule.id, 3): ('{"raw":true}', 1),
+        (rule.id + 1, 1): None,
+    }

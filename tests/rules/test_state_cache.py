@@ -1,16 +1,19 @@
-"""Saving rule state: changes that matter at once, a newer ``last_ts`` alone at the tick.
+"""Saving rule state: changes that matter at once, a newer ``last_ts`` alone at the flush.
 
 Most readings change nothing in a rule's state but the newest reading time. Those are
-kept in memory and written in batches at each tick and on stop; a crash loses at most
-a tick of them, and the readings delivered again afterwards fire nothing twice.
+kept in memory and written in batches at each flush (``rules_flush_s``) and on stop; a
+crash loses at most a flush interval of them, and the readings delivered again afterwards
+fire nothing twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from m2mhub.bus import ReadingsStored
@@ -66,7 +69,7 @@ async def fired(hub: Hub) -> tuple[list[tuple[str, int]], list[str]]:
     return alarms, sorted(c.method for c in commands)
 
 
-async def test_readings_that_only_move_last_ts_are_saved_at_the_tick(
+async def test_readings_that_only_move_last_ts_are_saved_at_the_flush(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await hub.new_device("t1")
@@ -89,12 +92,15 @@ async def test_readings_that_only_move_last_ts_are_saved_at_the_tick(
     await hub.send("t1", t + 3500, temp=70)
     assert hub.platform.rules.trace(rule_id)[0].note == "skipped: out of order"
     assert await fired(hub) == ([("active", 1)], ["cool"])
-    # The tick writes it, in a batch, over the version this process has.
+    # The timer does not write it ...
     await hub.tick(t + 6000)
+    assert await stored(hub) == (state, version)
+    # ... the flush does, in a batch, over the version this process has.
+    await hub.platform.rules.flush()
     assert len(saves) == 2
     saved, after = await stored(hub)
     assert (saved.active, saved.last_ts, after) == (True, t + 5000, version + 1)
-    await hub.tick(t + 7000)  # nothing new: nothing written
+    await hub.platform.rules.flush()  # nothing new: nothing written
     assert (await stored(hub))[1] == version + 1
     # A change that matters is saved at once, with the newest last_ts in memory.
     await hub.send("t1", t + 8000, temp=86)
@@ -195,3 +201,98 @@ async def test_readings_delivered_again_after_a_crash_fire_nothing_twice(
     finally:
         if schema:
             drop_schema(schema)
+
+
+async def test_a_reading_that_changes_nothing_is_traced_as_a_full_evaluation(hub: Hub) -> None:
+    await hub.new_device("t1")
+    await hub.rule(HOT)
+    t = hub.clock.now
+    await hub.send("t1", t, temp=85)  # on
+    await hub.send("t1", t + 1000, temp=79)  # stays on (hysteresis): only last_ts moves
+    await hub.send("t1", t + 2000, temp=81)
+    await hub.send("t1", t + 1500, temp=70)  # out of order
+    [rule_id] = hub.platform.rules.rules
+    newest = hub.platform.rules.trace(rule_id)[:3]
+    assert [msgspec.to_builtins(e) for e in newest] == [
+        {
+            "at": hub.clock.now,
+            "device": "t1",
+            "ts": t + 1500,
+            "trigger": "reading",
+            "inputs": {},
+            "result": None,
+            "active": True,
+            "transition": None,
+            "actions": [],
+            "note": "skipped: out of order",
+        },
+        {
+            "at": hub.clock.now,
+            "device": "t1",
+            "ts": t + 2000,
+            "trigger": "reading",
+            "inputs": {"temp": 81.0},
+            "result": True,
+            "active": True,
+            "transition": None,
+            "actions": [],
+            "note": None,
+        },
+        {
+            "at": hub.clock.now,
+            "device": "t1",
+            "ts": t + 1000,
+            "trigger": "reading",
+            "inputs": {"temp": 79.0},
+            "result": True,
+            "active": True,
+            "transition": None,
+            "actions": [],
+            "note": None,
+        },
+    ]
+    listed = (await hub.client.get("/api/v1/rules/hot/trace", headers=hub.admin)).json()
+    assert listed[1]["inputs"] == {"temp": 81.0} and listed[1]["result"] is True
+
+
+async def test_events_are_evaluated_while_a_flush_is_written(hub: Hub) -> None:
+    """The flush writes without holding up evaluation; a save that meets this process's
+    own flush of the same state saves over it, without counting it as another process."""
+    engine, store = hub.platform.rules, hub.platform.store
+    await hub.new_device("t1")
+    await hub.rule(HOT)
+    [rule_id] = engine.rules
+    device = await store.get_device("t1")
+    t = hub.clock.now
+
+    def reading(ts: int, temp: float) -> ReadingsStored:
+        return ReadingsStored(device.tenant_id, device.pk, device.id, [(ts, {"temp": temp})])
+
+    await hub.send("t1", t, temp=70)
+    await engine.flush()
+    await deliver(hub, t + 1000, temp=71)  # only last_ts: for the next flush
+    async with store.transaction() as tx:
+        # Hold the row (PostgreSQL) or the writer (SQLite): the flush cannot write yet.
+        await tx.execute(
+            "UPDATE rule_state SET updated_ms = updated_ms WHERE rule_id = ?", [rule_id]
+        )
+        flush = asyncio.create_task(engine.flush())
+        await asyncio.sleep(0)  # the flush builds its row and waits for the store
+        assert engine._flushing and not flush.done()
+        for i in range(2, 6):
+            hub.platform.bus.publish(reading(t + i * 1000, 72))
+        await asyncio.wait_for(engine.drain(), 60)  # a guard against hanging, not a timing
+        assert not flush.done()
+        state = engine.state(rule_id, device.pk)
+        assert state is not None and state.last_ts == t + 5000
+        assert [e.ts for e in engine.trace(rule_id)[:4]] == [t + 5000, t + 4000, t + 3000, t + 2000]
+        # A reading that turns the rule on must be saved: it waits for the store, after the
+        # flush (or before it, on PostgreSQL, where the two race for the row).
+        hub.platform.bus.publish(reading(t + 6000, 90))
+    await flush
+    await engine.drain()
+    assert engine.conflicts == 0
+    assert await fired(hub) == ([("active", 1)], ["cool"])
+    assert all(e.note is None for e in engine.trace(rule_id))
+    saved, _ = await stored(hub)
+    assert (saved.active, saved.last_ts) == (True, t + 6000)

@@ -61,6 +61,15 @@ async def test_device_lookup_is_scoped_to_its_tenant(store: Store, tenant: Tenan
     assert await store.list_devices(other.id) == []
 
 
+async def test_devices_by_id_are_those_of_the_tenant(store: Store, tenant: Tenant) -> None:
+    d1 = await make_device(store, tenant, "d1")
+    d2 = await make_device(store, tenant, "d2")
+    other = await store.create_tenant("other", "Other")
+    found = await store.devices_by_id(tenant.id, ["d1", "d2", "missing"])
+    assert {k: v.pk for k, v in found.items()} == {"d1": d1.pk, "d2": d2.pk}
+    assert await store.devices_by_id(other.id, ["d1"]) == {}
+
+
 async def test_devices_page_by_name(store: Store, tenant: Tenant) -> None:
     for i in range(7):
         await make_device(store, tenant, f"dev-{i}")

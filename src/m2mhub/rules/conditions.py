@@ -22,8 +22,13 @@ from m2mhub.rules.model import Condition, Geofence, Rule, duration_ms
 Transition = Literal["raise", "clear"] | None
 
 
-class RuleState(msgspec.Struct, omit_defaults=True):
-    """What one rule remembers about one device; persisted after every change."""
+class RuleState(msgspec.Struct, omit_defaults=True, gc=False):
+    """What one rule remembers about one device; persisted after every change.
+
+    Not tracked by the garbage collector (``gc=False``: it holds numbers, a list and a
+    tuple of numbers, never a cycle): a process keeps one per (rule, device), hundreds of
+    thousands with many rules, and each full collection would walk them all.
+    """
 
     active: bool = False
     raw: bool = False
@@ -101,6 +106,25 @@ class CompiledCondition:
             self.keys = {c.no_data.key}
         else:
             self.keys = None
+        # What :meth:`quiet` needs, compiled once: a threshold's key and levels as floats.
+        self._levels: tuple[str, float | None, float | None, float | None, float | None] | None
+        self._levels = None
+        if c.threshold is not None:
+            t = c.threshold
+            self._levels = (
+                t.key,
+                _float(t.above),
+                _float(t.clear_below),
+                _float(t.below),
+                _float(t.clear_above),
+            )
+        #: Whether :meth:`quiet` can answer: a test that reads only the reading and the
+        #: state's ``raw`` (threshold, geofence), settled without a count window.
+        self.has_quiet = (
+            (c.threshold is not None or c.geofence is not None)
+            and self.count is None
+            and self.no_data_ms is None
+        )
 
     @property
     def has_timer(self) -> bool:
@@ -128,6 +152,56 @@ class CompiledCondition:
         if raw is None:
             return Step(new, inputs=inputs, note=note)
         return self._settle(state, new, raw, ts, inputs)
+
+    def quiet(
+        self, state: RuleState, ts: int, own: Mapping[str, Any]
+    ) -> tuple[bool, tuple[tuple[str, Any], ...]] | None:
+        """``(raw, inputs)`` when :meth:`on_reading` of this reading would change nothing in
+        ``state`` but ``last_ts`` (and turn nothing on or off); None when it may change more,
+        or when only :meth:`on_reading` can tell (then call it).
+
+        Most readings are of this kind (a level that stays in range), so the engine takes
+        this path first: no copy of the state, no :class:`Step`. Only for conditions with
+        :attr:`has_quiet`; ``own`` is the device's own values. ``inputs`` are the items of
+        :attr:`Step.inputs`, as a tuple (which the garbage collector stops tracking).
+        """
+        levels = self._levels
+        if levels is not None:
+            key, above, clear_below, below, clear_above = levels
+            value: Any = own.get(key)
+            kind = value.__class__
+            if kind is not float and kind is not int:  # missing, a bool, a string: full path
+                return None
+            value = float(value)
+            if above is not None:
+                if state.raw and clear_below is not None:
+                    raw = value >= clear_below
+                else:
+                    raw = value > above
+            elif state.raw and clear_above is not None:
+                raw = value <= clear_above
+            else:
+                raw = value < below
+            inputs: tuple[tuple[str, Any], ...] = ((key, value),)
+        else:
+            found, tested, _ = self._test(state, {SELF: own})
+            if found is None:
+                return None
+            raw, inputs = found, tuple(tested.items())
+        # What _settle would do, without a count window: it changes nothing when the raw
+        # answer is the one before and the active state stays as it is.
+        if raw != state.raw:
+            return None
+        if raw:
+            for_ms = self.for_ms
+            active = for_ms is None or (state.since is not None and ts - state.since >= for_ms)
+        elif state.since is not None:
+            return None
+        else:
+            active = False
+        if active != state.active:
+            return None
+        return raw, inputs
 
     def on_connection(self, state: RuleState, ts: int, online: bool) -> Step:
         new = _copy(state)
@@ -248,6 +322,10 @@ def _inputs(expression: Expression, values: Values) -> dict[str, Any]:
         if key in source:
             found[f"{alias}.{key}" if alias else key] = source[key]
     return found
+
+
+def _float(level: float | None) -> float | None:
+    return float(level) if level is not None else None
 
 
 def _copy(state: RuleState) -> RuleState:

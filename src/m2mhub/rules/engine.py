@@ -6,10 +6,12 @@ works in its own task. Per (rule, device) it keeps a
 changes in a way that matters to what the rule does next (before any action
 runs), so a restarted process neither fires again nor forgets a running
 duration. A change of the newest evaluated reading (``last_ts``) alone is kept
-in memory and written in batches at each tick and on stop (docs/rules.md,
-"Restarts"): most readings change nothing else, and one transaction per reading
-would set the engine's pace. A timer (``tick``) lets time pass for
-durations, count windows and silence.
+in memory and written in batches every ``rules_flush_s`` and on stop, while
+events go on being evaluated (docs/rules.md, "Restarts"): most readings change
+nothing else, and one transaction per reading would set the engine's pace. Such
+readings take a short path (:meth:`CompiledCondition.quiet`) that neither copies
+the state nor builds a step. A timer (``tick``) lets time pass for durations,
+count windows and silence.
 
 Several processes may run rules on one database, each on the events of its
 own ingest. Saving a state is conditional on its version: a process whose
@@ -56,7 +58,7 @@ from m2mhub.rules.expr import SELF, EvaluationError, Expression, MissingValue, p
 from m2mhub.rules.firing import FiredAlarm, Firing
 from m2mhub.rules.model import Action, NotifyAction, Rule, WebhookAction, duration_ms
 from m2mhub.rules.persist import BATCH, save_states
-from m2mhub.rules.service import alias_devices, apply_rule_file, rule_of, scope_devices
+from m2mhub.rules.service import apply_rule_file, rule_of, scope_devices
 from m2mhub.store.models import Alarm, Device, StoredRule
 
 if TYPE_CHECKING:
@@ -72,6 +74,8 @@ DEVICE_ACTIONS: Final = frozenset({"command", "desired"})
 #: loss means another process saved a newer state, so reaching it takes a busy device.
 SAVE_ATTEMPTS: Final = 10
 LOST: Final = "another process saved first: evaluated again from its state"
+SKIPPED_OLD: Final = "skipped: out of order"
+SKIPPED_LATE: Final = "skipped: late"
 
 
 class TraceEntry(msgspec.Struct, frozen=True):
@@ -89,30 +93,54 @@ class TraceEntry(msgspec.Struct, frozen=True):
     note: str | None = None
 
 
+#: A trace entry as recorded: the fields of :class:`TraceEntry`, in order, with the inputs
+#: as a tuple of items and the actions as a tuple. A tuple costs a fraction of a Struct to
+#: build (most entries are dropped unread), and one of numbers and strings is soon no
+#: longer tracked by the garbage collector, whose full collections would otherwise walk
+#: the trace of every rule.
+TraceRow = tuple[
+    int,
+    str,
+    int,
+    str,
+    tuple[tuple[str, Any], ...],
+    bool | None,
+    bool,
+    str | None,
+    tuple[str, ...],
+    str | None,
+]
+
+
 class LoadedRule:
     """A rule ready to run: compiled condition, resolved devices, its trace."""
 
     def __init__(self, stored: StoredRule, rule: Rule, trace_size: int) -> None:
         self.stored = stored
         self.rule = rule
+        self.id = stored.id
         self.condition = CompiledCondition(rule) if rule.condition is not None else None
         self.compute: dict[str, Expression] = {k: parse(v) for k, v in rule.compute.items()}
         self.max_delay_ms = duration_ms(rule.max_delay)
         self.targets: dict[int, Device] = {}  # scoped devices by pk
         self.aliases: dict[str, Device] = {}
-        self.trace: deque[TraceEntry] = deque(maxlen=trace_size)
-
-    @property
-    def id(self) -> int:
-        return self.stored.id
+        self.alias_pks: frozenset[int] = frozenset()
+        self.trace: deque[TraceRow] = deque(maxlen=trace_size)
+        # Read for every event: attributes, not lookups through the rule and its condition.
+        self.enabled = stored.enabled
+        self.tenant_id = stored.tenant_id
+        condition = self.condition
+        self.reads_telemetry = condition is not None and condition.on_readings
+        self.quiet = condition if condition is not None and condition.has_quiet else None
 
     @property
     def actor(self) -> str:
         return f"rule:{self.rule.name}"
 
-    @property
-    def alias_pks(self) -> set[int]:
-        return {d.pk for d in self.aliases.values()}
+
+#: A rule whose data includes a device's, as the engine's index holds it: the rule, the
+#: device if it is in the rule's scope (None: only an alias), the (rule, device) key.
+Watch = tuple[LoadedRule, Device | None, tuple[int, int]]
 
 
 class RulesEngine:
@@ -125,17 +153,21 @@ class RulesEngine:
         self.audit: AuditLog = platform.audit
         settings = platform.settings
         self.tick_s = settings.rules_tick_s
+        self.flush_s = settings.rules_flush_s
         self.reload_s = settings.rules_reload_s
         self.trace_size = settings.rules_trace_size
         self.rules: dict[int, LoadedRule] = {}
         # The rules each device's data concerns (scoped to it, or naming it as an alias), in
         # rule order: an event costs the rules of its device, not every rule of the process.
-        self._by_device: dict[int, list[LoadedRule]] = {}
+        self._by_device: dict[int, list[Watch]] = {}
         self._states: dict[tuple[int, int], RuleState] = {}
         self._versions: dict[tuple[int, int], int] = {}  # of each state as saved; absent: 0
         # States whose newest ``last_ts`` is not saved yet (nothing else differs from the
-        # saved one): written by :meth:`flush`, at each tick and on stop.
+        # saved one): written by :meth:`flush`, every ``rules_flush_s`` and on stop.
         self._dirty: set[tuple[int, int]] = set()
+        # Rows of the flush being written, as they will be stored if they win: (state, version).
+        self._flushing: dict[tuple[int, int], tuple[str, int]] = {}
+        self._flush_lock = asyncio.Lock()
         self._paused: set[tuple[int, int]] = set()
         self._version: tuple[int, int] | None = None
         self._loaded_at = 0.0
@@ -165,6 +197,7 @@ class RulesEngine:
         await self._listener.start()
         self._tasks = [
             asyncio.create_task(self._every(self.tick_s, self.tick), name="rules-tick"),
+            asyncio.create_task(self._every(self.flush_s, self.flush), name="rules-flush"),
             asyncio.create_task(self._every(self.reload_s, self.refresh), name="rules-reload"),
         ]
 
@@ -215,17 +248,21 @@ class RulesEngine:
         version = await self.store.rules_version()
         loaded: dict[int, LoadedRule] = {}
         for stored in await self.store.list_rules():
+            previous = self.rules.get(stored.id)
+            if previous is not None and previous.stored == stored:
+                loaded[stored.id] = previous  # unchanged: not parsed and compiled again
+                continue
             try:
                 rule = rule_of(stored)
             except M2MHubError as exc:
                 log.error("rule %s cannot be loaded: %s", stored.name, exc.message)
                 continue
-            previous = self.rules.get(stored.id)
             item = LoadedRule(stored, rule, self.trace_size)
             if previous is not None:
                 item.trace = previous.trace
-            await self._resolve(item)
             loaded[stored.id] = item
+        await self._resolve(list(loaded.values()))
+        by_device = _index_by_device(loaded.values())
         states = await self.store.versioned_rule_states([i for i in loaded if i not in self.rules])
         pauses = {(p.rule_id, p.device_pk) for p in await self.store.rule_pauses()}
         async with self._lock:
@@ -237,23 +274,60 @@ class RulesEngine:
                 self._versions.pop(key, None)
                 self._dirty.discard(key)
             self.rules = loaded
-            self._by_device = _index_by_device(loaded.values())
+            self._by_device = by_device
             self._paused = pauses
             self._version = version
             self._loaded_at = time.monotonic()
 
-    async def _resolve(self, item: LoadedRule) -> None:
-        tenant_id = item.stored.tenant_id
-        try:
-            item.targets = await scope_devices(self.store, tenant_id, item.rule.scope)
-            item.aliases = await alias_devices(self.store, tenant_id, item.rule)
-        except NotFoundError as exc:
-            log.warning("rule %s: %s; it watches no device", item.rule.name, exc.message)
+    async def _resolve(self, items: list[LoadedRule]) -> None:
+        """Find the devices of each rule's scope and aliases: the devices rules name by id
+        in one query per tenant, and each type, group or asset once, however many rules
+        share it (a reload every :data:`RESOLVE_S` must not cost a query per rule)."""
+        named: dict[int, set[str]] = {}
+        for item in items:
+            ids = named.setdefault(item.tenant_id, set())
+            if item.rule.scope.device is not None:
+                ids.add(item.rule.scope.device)
+            ids.update(item.rule.devices.values())
+        known = {
+            tenant_id: await self.store.devices_by_id(tenant_id, sorted(ids))
+            for tenant_id, ids in named.items()
+            if ids
+        }
+        scopes: dict[tuple[int, str | None, str | None, str | None], dict[int, Device]] = {}
+        for item in items:
+            tenant_id, scope, devices = item.tenant_id, item.rule.scope, known.get(item.tenant_id)
+            targets: dict[int, Device] = {}
+            aliases: dict[str, Device] = {}
+            try:
+                if scope.device is not None:
+                    device = _named(devices, scope.device)
+                    targets = {device.pk: device}
+                else:
+                    shared = (tenant_id, scope.type, scope.group, scope.asset)
+                    if shared not in scopes:
+                        scopes[shared] = await scope_devices(self.store, tenant_id, scope)
+                    targets = dict(scopes[shared])
+                aliases = {
+                    alias: _named(devices, device_id)
+                    for alias, device_id in item.rule.devices.items()
+                }
+            except NotFoundError as exc:
+                log.warning("rule %s: %s; it watches no device", item.rule.name, exc.message)
+            item.targets, item.aliases = targets, aliases
+            item.alias_pks = frozenset(d.pk for d in aliases.values())
 
     def trace(self, rule_id: int) -> list[TraceEntry]:
         """The rule's recent evaluations, newest first."""
         item = self.rules.get(rule_id)
-        return list(reversed(item.trace)) if item else []
+        if item is None:
+            return []
+        return [
+            TraceEntry(at, device, ts, how, dict(inputs), result, active, move, list(done), note)
+            for at, device, ts, how, inputs, result, active, move, done, note in reversed(
+                item.trace
+            )
+        ]
 
     def state(self, rule_id: int, device_pk: int) -> RuleState | None:
         return self._states.get((rule_id, device_pk))
@@ -268,22 +342,74 @@ class RulesEngine:
             await self._on_presence(event)
 
     async def _on_readings(self, event: ReadingsStored) -> None:
-        readings = sorted(event.readings, key=lambda r: r[0])
-        for item in self._by_device.get(event.device_pk, ()):
-            if not item.stored.enabled or item.stored.tenant_id != event.tenant_id:
+        readings = event.readings
+        if len(readings) > 1:
+            readings = sorted(readings, key=_ts_of)
+        device_pk, tenant_id = event.device_pk, event.tenant_id
+        now = self.clock()
+        for item, device, key in self._by_device.get(device_pk, ()):
+            if not item.enabled or item.tenant_id != tenant_id:
                 continue
-            device = item.targets.get(event.device_pk)
             if device is not None:
                 if item.compute:
                     await self._compute(item, device, readings)
-                if item.condition is not None and item.condition.on_readings:
-                    await self._evaluate_readings(item, device, readings)
-            if item.condition is not None and event.device_pk in item.alias_pks:
+                if item.reads_telemetry:
+                    quiet = item.quiet
+                    if quiet is None or not self._evaluate_quietly(
+                        item, quiet, device, key, readings, now
+                    ):
+                        await self._evaluate_readings(item, device, readings)
+            if item.condition is not None and device_pk in item.alias_pks:
                 # Another device of the expression moved: re-evaluate with latest values.
                 newest = readings[-1][0]
                 for target in item.targets.values():
-                    if target.pk != event.device_pk:
+                    if target.pk != device_pk:
                         await self._evaluate_readings(item, target, [(newest, {})], alias=True)
+
+    def _evaluate_quietly(
+        self,
+        item: LoadedRule,
+        condition: CompiledCondition,
+        device: Device,
+        key: tuple[int, int],
+        readings: list[tuple[int, dict[str, Value]]],
+        now: int,
+    ) -> bool:
+        """Evaluate readings that change nothing but ``last_ts``, the everyday case, without
+        copying the state; False, with nothing done, when one of them may change more (or
+        the state is not in memory yet): :meth:`_evaluate_readings` then takes them all.
+
+        Same outcome and trace as :meth:`_evaluate_readings`: ``last_ts`` moves in the
+        cached state (written by :meth:`flush`), the rest of the state stays.
+        """
+        state = self._states.get(key)
+        if state is None:
+            return False
+        last_ts = state.last_ts
+        oldest = now - item.max_delay_ms
+        keys = condition.keys
+        rows: list[TraceRow] = []
+        for ts, values in readings:
+            if keys and keys.isdisjoint(values):
+                continue
+            if last_ts is not None and ts <= last_ts:
+                rows.append(_skipped(now, device, ts, state, SKIPPED_OLD))
+                continue
+            if ts < oldest:
+                rows.append(_skipped(now, device, ts, state, SKIPPED_LATE))
+                continue
+            found = condition.quiet(state, ts, values)
+            if found is None:
+                return False
+            rows.append(
+                (now, device.id, ts, "reading", found[1], found[0], state.active, None, (), None)
+            )
+            last_ts = ts
+        if last_ts != state.last_ts:
+            state.last_ts = last_ts  # in place: the state is this process's own copy
+            self._dirty.add(key)
+        item.trace.extend(rows)
+        return True
 
     async def _evaluate_readings(
         self,
@@ -307,10 +433,10 @@ class RulesEngine:
                 if not alias and condition.keys and not condition.keys & values.keys():
                     continue
                 if state.last_ts is not None and ts <= state.last_ts and not alias:
-                    self._trace(item, device, ts, "reading", state, note="skipped: out of order")
+                    self._trace(item, device, ts, "reading", state, note=SKIPPED_OLD)
                     continue
                 if ts < now - item.max_delay_ms:
-                    self._trace(item, device, ts, "reading", state, note="skipped: late")
+                    self._trace(item, device, ts, "reading", state, note=SKIPPED_LATE)
                     continue
                 view: dict[str, dict[str, Any]] = {SELF: dict(values)}
                 if base is not None:
@@ -340,62 +466,70 @@ class RulesEngine:
         self._give_up(item, device)
 
     async def _on_presence(self, event: PresenceChanged) -> None:
-        for item in self._by_device.get(event.device_pk, ()):
-            device = item.targets.get(event.device_pk)
+        for item, device, _ in self._by_device.get(event.device_pk, ()):
             condition = item.condition
-            if (
-                device is None
-                or not item.stored.enabled
-                or condition is None
-                or condition.on_readings
-            ):
+            if device is None or not item.enabled or condition is None or condition.on_readings:
                 continue
             on_connection = partial(condition.on_connection, ts=event.ts, online=event.online)
             await self._apply(item, device, on_connection, event.ts, "presence")
 
     async def tick(self, now: int | None = None) -> None:
-        """Let time pass for durations, count windows and silence (``no_data``), then
-        save the newest reading times held in memory (:meth:`flush`)."""
+        """Let time pass for durations, count windows and silence (``no_data``)."""
         at = now if now is not None else self.clock()
         async with self._lock:
             for item in list(self.rules.values()):
                 condition = item.condition
-                if not item.stored.enabled or condition is None or not condition.has_timer:
+                if not item.enabled or condition is None or not condition.has_timer:
                     continue
                 on_tick = partial(condition.on_tick, now=at)
                 for device in item.targets.values():
                     await self._apply(item, device, on_tick, at, "timer")
-        await self.flush()
 
     async def flush(self) -> None:
         """Save the states whose newest ``last_ts`` only memory holds, in batches.
 
         Each row is saved over the version this process has, like any save: where another
         process saved first, its state is loaded instead (keeping this process's newer
-        ``last_ts``, see :meth:`_load`). Evaluation waits only while a batch is written.
+        ``last_ts``, see :meth:`_load`). Events are evaluated while a batch is written;
+        only taking its outcome waits for the event being evaluated.
         """
-        pending = list(self._dirty)  # what later evaluations add waits for the next flush
-        for start in range(0, len(pending), BATCH):
-            async with self._lock:
-                keys = [k for k in pending[start : start + BATCH] if k in self._dirty]
-                self._dirty.difference_update(keys)
-                rows = [
-                    (k[0], k[1], encode_state(self._states[k]), self._versions.get(k, 0))
-                    for k in keys
-                    if k in self._states and k[0] in self.rules
-                ]
-                try:
-                    stored = await save_states(self.store, rows)
-                except BaseException:
-                    self._dirty.update((r[0], r[1]) for r in rows)  # the next flush tries again
-                    raise
-                for rule_id, device_pk, text, version in rows:
-                    key = (rule_id, device_pk)
-                    if stored[key] == (text, version + 1):
-                        self._versions[key] = version + 1
-                    else:
-                        self.conflicts += 1
-                        self._load(key, stored[key])
+        async with self._flush_lock:  # one flush at a time: a row is in flight once
+            pending = list(self._dirty)  # what later evaluations add waits for the next one
+            for start in range(0, len(pending), BATCH):
+                await self._flush_batch(pending[start : start + BATCH])
+
+    async def _flush_batch(self, batch: list[tuple[int, int]]) -> None:
+        keys = [k for k in batch if k in self._dirty]
+        self._dirty.difference_update(keys)
+        states, versions, flushing = self._states, self._versions, self._flushing
+        rows = []
+        for key in keys:
+            state = states.get(key)
+            if state is not None and key[0] in self.rules:
+                row = (key[0], key[1], encode_state(state), versions.get(key, 0))
+                rows.append(row)
+                flushing[key] = (row[2], row[3] + 1)
+        if not rows:
+            return
+        try:
+            stored = await save_states(self.store, rows)
+        except BaseException:
+            for row in rows:
+                flushing.pop((row[0], row[1]), None)
+            self._dirty.update((r[0], r[1]) for r in rows)  # the next flush tries again
+            raise
+        # Not while an event is half evaluated: a save of it may be waiting on this write.
+        async with self._lock:
+            for rule_id, device_pk, text, version in rows:
+                key = (rule_id, device_pk)
+                flushing.pop(key, None)
+                if key not in states or versions.get(key, 0) != version:
+                    continue  # saved or loaded since: what memory holds is newer than the row
+                if stored[key] == (text, version + 1):
+                    versions[key] = version + 1
+                else:
+                    self.conflicts += 1
+                    self._load(key, stored[key])
 
     async def _apply(
         self,
@@ -446,15 +580,20 @@ class RulesEngine:
         the stored one (another process saved it) and return False."""
         key = (item.id, device.pk)
         version = self._versions.get(key, 0)
-        if await self.store.save_rule_state(
-            item.id, device.pk, encode_state(state), version=version
-        ):
+        text = encode_state(state)
+        if await self.store.save_rule_state(item.id, device.pk, text, version=version):
             self._states[key] = state
             self._versions[key] = version + 1
             self._dirty.discard(key)
             return True
+        saved = await self.store.rule_state(item.id, device.pk)
+        if saved is not None and saved == self._flushing.pop(key, None):
+            # This process's own flush of the same state (but an older last_ts) was
+            # written first: not another process. Save again over it.
+            self._versions[key] = saved[1]
+            return await self._save(item, device, state)
         self.conflicts += 1
-        self._load(key, await self.store.rule_state(item.id, device.pk))
+        self._load(key, saved)
         return False
 
     def _load(self, key: tuple[int, int], saved: tuple[str, int] | None) -> None:
@@ -704,8 +843,17 @@ class RulesEngine:
         except M2MHubError as exc:
             note = f"derived values refused: {exc.message}"
         item.trace.append(
-            TraceEntry(
-                now, device.id, derived[-1][0], "reading", derived[-1][1], None, False, note=note
+            (
+                now,
+                device.id,
+                derived[-1][0],
+                "reading",
+                tuple(derived[-1][1].items()),
+                None,
+                False,
+                None,
+                (),
+                note,
             )
         )
 
@@ -724,16 +872,16 @@ class RulesEngine:
         note: str | None = None,
     ) -> None:
         item.trace.append(
-            TraceEntry(
+            (
                 self.clock(),
                 device.id,
                 ts,
                 how,
-                step.inputs if step else {},
+                tuple(step.inputs.items()) if step else (),
                 step.raw if step else None,
                 state.active,
                 step.transition if step else None,
-                actions or [],
+                tuple(actions) if actions else (),
                 note or (step.note if step else None),
             )
         )
@@ -755,13 +903,31 @@ class RulesEngine:
             log.exception("rules: could not write the audit log")
 
 
-def _index_by_device(rules: Iterable[LoadedRule]) -> dict[int, list[LoadedRule]]:
+def _index_by_device(rules: Iterable[LoadedRule]) -> dict[int, list[Watch]]:
     """Device pk -> the rules that evaluate its data: scoped to it or naming it as an alias."""
-    index: dict[int, list[LoadedRule]] = {}
+    index: dict[int, list[Watch]] = {}
     for item in rules:
-        for pk in item.targets.keys() | item.alias_pks:
-            index.setdefault(pk, []).append(item)
+        rule_id = item.id
+        for pk, device in item.targets.items():
+            index.setdefault(pk, []).append((item, device, (rule_id, pk)))
+        for pk in item.alias_pks - item.targets.keys():
+            index.setdefault(pk, []).append((item, None, (rule_id, pk)))
     return index
+
+
+def _named(devices: dict[str, Device] | None, device_id: str) -> Device:
+    device = devices.get(device_id) if devices is not None else None
+    if device is None:
+        raise NotFoundError(f"device {device_id!r} not found", field="device")
+    return device
+
+
+def _skipped(now: int, device: Device, ts: int, state: RuleState, note: str) -> TraceRow:
+    return (now, device.id, ts, "reading", (), None, state.active, None, (), note)
+
+
+def _ts_of(reading: tuple[int, dict[str, Value]]) -> int:
+    return reading[0]
 
 
 def _only_last_ts(before: RuleState, after: RuleState) -> bool:
