@@ -43,7 +43,13 @@ from m2mhub.connect.trackers.server import ServerLimits, TrackerServer
 from m2mhub.core.timeutil import now_ms
 from m2mhub.ingest.batching import BatchWriter, store_stage
 from m2mhub.ingest.payload import Limits
-from m2mhub.ingest.pipeline import IngestBatch, Pipeline, check_device_type
+from m2mhub.ingest.pipeline import (
+    DEVICE_TYPE_CHECK,
+    IngestBatch,
+    Pipeline,
+    RejectHandler,
+    Stage,
+)
 from m2mhub.registry.service import Registry
 from m2mhub.rules.engine import RulesEngine
 from m2mhub.store import Store, open_store
@@ -66,7 +72,9 @@ class Platform:
             max_string=settings.max_string_length,
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
-        self.pipeline = Pipeline([check_device_type, store_stage(self.writer), self._publish])
+        self.pipeline = Pipeline(
+            [DEVICE_TYPE_CHECK, store_stage(self.writer), Stage(self._publish, self._publish_many)]
+        )
         self.commands = CommandService(self.store, self.bus)
         # Names this platform in leases: host and pid for operators, a nonce for uniqueness.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -250,6 +258,15 @@ class Platform:
             ReadingsStored(batch.device.tenant_id, batch.device.pk, batch.device.id, batch.readings)
         )
         return batch
+
+    async def _publish_many(
+        self, batches: list[IngestBatch], on_reject: RejectHandler
+    ) -> list[IngestBatch]:
+        publish = self.bus.publish
+        for batch in batches:
+            device = batch.device
+            publish(ReadingsStored(device.tenant_id, device.pk, device.id, batch.readings))
+        return batches
 
     async def ingest(self, batch: IngestBatch) -> IngestBatch | None:
         """Run a parsed batch through the pipeline; returns once it is stored."""

@@ -157,6 +157,46 @@ async def test_write_marks_device_seen(store: Store, tenant: Tenant) -> None:
     assert (await store.get_device(device.id)).last_seen_ms == T0 + 10
 
 
+async def test_latest_of_a_batch_with_one_ts_twice_keeps_the_first(
+    store: Store, tenant: Tenant
+) -> None:
+    device = await make_device(store, tenant)
+    await store.write_readings(
+        [(device.pk, T0 + 9000, {"temp": 9.0}), (device.pk, T0 + 9000, {"temp": 8.0})]
+    )
+    assert (await store.latest([device.pk], ["temp"]))[device.pk] == {"temp": (T0 + 9000, 9.0)}
+    [point] = await store.history([Segment(device.pk, T0, T0 + 10**6)], keys=["temp"])
+    assert point.value == 9.0
+
+
+async def test_a_large_batch_of_many_devices_is_stored_whole_and_once(
+    store: Store, tenant: Tenant
+) -> None:
+    # More rows and devices than one statement takes, in a number that is not round.
+    devices = [await make_device(store, tenant, f"d{i}") for i in range(261)]
+    readings = [
+        (d.pk, T0 + r * 1000, {"temp": r / 3, "n": r, "on": r % 2 == 0, "s": f"x{r}"})
+        for d in devices
+        for r in range(3)
+    ]
+    assert await store.write_readings(readings, arrival_ms=T0 + 10**6) == 4 * len(readings)
+    assert await store.write_readings(readings, arrival_ms=T0 + 10**6) == 0
+    assert await store.count_points() == 4 * len(readings)
+    latest = await store.latest([d.pk for d in devices])
+    assert all(
+        latest[d.pk]
+        == {
+            "temp": (T0 + 2000, 2 / 3),
+            "n": (T0 + 2000, 2.0),
+            "on": (T0 + 2000, True),
+            "s": (T0 + 2000, "x2"),
+        }
+        for d in devices
+    )
+    seen = [(await store.get_device(d.id)).last_seen_ms for d in devices[::50]]
+    assert seen == [T0 + 10**6] * len(seen)
+
+
 async def test_concurrent_writes_all_land(store: Store, tenant: Tenant) -> None:
     device = await make_device(store, tenant)
     await asyncio.gather(

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 
 from m2mhub.core.values import Value
-from m2mhub.ingest.pipeline import IngestBatch, Stage
+from m2mhub.ingest.pipeline import IngestBatch, RejectHandler, Stage
 from m2mhub.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def store_stage(writer: BatchWriter) -> Stage:
         batch.stored = sum(len(values) for _, values in batch.readings)
         return batch
 
-    async def many(batches: list[IngestBatch]) -> list[IngestBatch]:
+    async def many(batches: list[IngestBatch], on_reject: RejectHandler) -> list[IngestBatch]:
         await writer.write(
             [(b.device.pk, ts, values) for b in batches for ts, values in b.readings],
             arrival_ms=max(b.arrival_ms for b in batches),

@@ -171,15 +171,17 @@ def _parse_timed(
         ts = now if item.ts is msgspec.UNSET else item.ts
         if ts < MIN_TS_MS or ts > latest:
             return None
-        readings.append((ts, item.values))
-    # Keys repeat from reading to reading and message to message: check each new key once.
-    keys: set[str] = set().union(*(values for _, values in readings))
-    if not keys <= _valid_keys:
-        if not all(TELEMETRY_KEY.match(key) for key in keys):
-            return None
-        if len(_valid_keys) < _VALID_KEYS_MAX:
-            _valid_keys.update(keys)
-    if b"\\u0000" in body:  # NUL in a string: let the general path name the field
+        values = item.values
+        # Keys repeat from reading to reading and message to message: check each new key once.
+        if not values.keys() <= _valid_keys:
+            if not all(TELEMETRY_KEY.match(key) for key in values):
+                return None
+            if len(_valid_keys) < _VALID_KEYS_MAX:
+                _valid_keys.update(values)
+        readings.append((ts, values))
+    # NUL in a string: let the general path name the field. (find, not ``in``: bytes.__contains__
+    # first tries its argument as an integer, which raises and catches a TypeError each time.)
+    if body.find(b"\\u0000") >= 0:
         return None
     return readings
 

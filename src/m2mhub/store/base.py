@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from operator import itemgetter
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -982,21 +983,23 @@ class Store(abc.ABC):
         arrival = arrival_ms if arrival_ms is not None else now_ms()
         ids = await self.key_ids({k for _, _, values in readings for k in values})
         rows: list[TelemetryRow] = []
-        latest: dict[tuple[int, int], TelemetryRow] = {}
+        add = rows.append
         hours: set[tuple[int, int]] = set()
         seen: dict[int, int] = {}
         for device_pk, ts, values in readings:
             seen[device_pk] = arrival
             hours.add((device_pk, ts - ts % HOUR_MS))
             for key, value in values.items():
-                num, text, flag = split_value(value)
-                row = (device_pk, ts, ids[key], num, text, flag)
-                rows.append(row)
-                current = latest.get((device_pk, row[2]))
-                if (
-                    current is None or current[1] < ts
-                ):  # same ts: the first value wins, as in telemetry
-                    latest[(device_pk, row[2])] = row
+                # split_value inlined for the common case: it runs once per value.
+                if type(value) is float:
+                    add((device_pk, ts, ids[key], value, None, None))
+                else:
+                    add((device_pk, ts, ids[key], *split_value(value)))
+        # The newest row of each (device, key); of rows with the same ts the first wins, as
+        # in telemetry. Sorted newest first (a stable sort keeps ties in their order), then
+        # read backwards, so the row that a dict keeps last is that newest, first one.
+        by_ts = sorted(rows, key=itemgetter(1), reverse=True)
+        latest = {(row[0], row[2]): row for row in reversed(by_ts)}
         batch = TelemetryBatch(
             rows=rows,
             latest=list(latest.values()),

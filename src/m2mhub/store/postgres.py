@@ -215,8 +215,12 @@ class PostgresStore(Store):
             ) as copy,
         ):
             copy.set_types(["int8", "int8", "int4", "float8", "text", "bool"])
+            # copy.write_row(row) is a coroutine per row; its formatter only gives data to
+            # send once its buffer is full, so await only then.
+            format_row = copy.formatter.write_row
             for row in rows:
-                await copy.write_row(row)
+                if data := format_row(row):
+                    await copy.write(data)
 
     async def schema_version(self) -> int:
         async with self._require_pool().connection() as conn:

@@ -142,17 +142,22 @@ class RateLimiter:
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._capacity = rate * BURST
+        self._buckets: dict[str, list[float]] = {}  # device id -> [tokens, at]
 
     def admits(self, device_id: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        capacity = self.rate * BURST
-        tokens, last = self._buckets.get(device_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * self.rate)
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            bucket = self._buckets[device_id] = [self._capacity, now]
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self._capacity:
+            tokens = self._capacity
+        bucket[1] = now
         if tokens < 1:
-            self._buckets[device_id] = (tokens, now)
+            bucket[0] = tokens
             return False
-        self._buckets[device_id] = (tokens - 1, now)
+        bucket[0] = tokens - 1
         return True
 
 
