@@ -21,6 +21,12 @@ from m2mhub.apps.metering.consumption import (
     Read,
     Register,
     SpanKind,
+    _actual_pieces,
+    _assemble,
+    _grid_for,
+    _marks,
+    _pieces,
+    _split,
     derive,
 )
 from tests.apps.metering.register_reads import FIVE_DIGITS, HOUR, MINUTE, QUARTER, meter_history, ms
@@ -336,3 +342,80 @@ def test_intervals_are_contiguous_and_aligned_to_the_local_clock(
             ends = datetime.fromtimestamp(interval.end / 1000, zone)
             assert ends.date() - local.date() == timedelta(days=1)
             assert (ends.hour, ends.minute) == (0, 0)
+
+
+def assembled(series: Derivation) -> tuple[Interval, ...]:
+    """The intervals of ``series`` as the general path builds them: every step spread
+    into pieces (``_actual_pieces``) and the pieces assembled (``_assemble``)."""
+    assert series.start is not None and series.end is not None
+    bounds = _grid_for(series)
+    pieces = _actual_pieces(bounds, series.spans)
+    marks = _marks(bounds, series.spans, series.flags)
+    return _assemble(bounds, pieces, marks, (series.start, series.end))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    meter_history(resets=True, aligned=True),
+    st.sampled_from([FIVE_DIGITS, Register(), Register.of_digits(5, 3, import_only=False)]),
+    st.integers(-8, 8),
+    st.integers(-8, 8),
+    st.sampled_from([timedelta(minutes=15), timedelta(hours=1)]),
+)
+def test_reads_on_the_grid_give_the_intervals_of_the_general_path(
+    history: tuple[list[Read], Decimal],
+    register: Register,
+    early: int,
+    late: int,
+    max_span: timedelta,
+) -> None:
+    # Reads on quarter-hours, steps of one or more intervals, gaps, rollovers, resets
+    # and windows reaching past the reads: the shortcut for steps of exactly one
+    # interval (consumption._aligned) must give what the pieces give.
+    reads, _ = history
+    start, end = reads[0].ts + early * QUARTER, reads[-1].ts + late * QUARTER
+    if start >= end:
+        end = start + QUARTER
+    series = derive(
+        reads,
+        register,
+        length=timedelta(minutes=15),
+        tz="Europe/Amsterdam",
+        start=start,
+        end=end,
+        max_span=max_span,
+    )
+    assert series.intervals == assembled(series)
+
+
+@settings(max_examples=100, deadline=None)
+@given(meter_history(resets=False, aligned=False))
+def test_reads_off_the_grid_give_the_intervals_of_the_general_path(
+    history: tuple[list[Read], Decimal],
+) -> None:
+    reads, _ = history
+    series = derive(reads, Register(), length=timedelta(minutes=15), max_span=timedelta(days=1))
+    assert series.intervals == assembled(series)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=6, min_value=-(10**6), max_value=10**6
+    ),
+    st.integers(1, QUARTER),
+    st.integers(0, QUARTER - 1),
+    st.none() | st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10),
+)
+def test_a_step_inside_one_interval_is_its_whole_total(
+    total: Decimal, length: int, offset: int, rate: Decimal | None
+) -> None:
+    # _pieces' shortcut for one overlapped interval equals _split's last part.
+    bounds = [0, QUARTER, 2 * QUARTER]
+    start = min(offset, QUARTER - 1)
+    end = min(start + length, QUARTER)
+    rates = None if rate is None else [rate]
+    (piece,) = _pieces(bounds, start, end, total, Method.REGISTER, rates=rates)
+    weight = Decimal(end - start) if rate is None else rate * (end - start)
+    assert (piece.index, piece.ms) == (0, end - start)
+    assert str(piece.quantity) == str(_split(total, [weight])[0])

@@ -19,7 +19,7 @@ from m2mhub.apps.metering.consumption import (
     Read,
     derive,
 )
-from m2mhub.apps.metering.estimation import EstimationRules, estimate
+from m2mhub.apps.metering.estimation import EstimationRules, _estimated, _stretches, estimate
 from tests.apps.metering.register_reads import FIVE_DIGITS, HOUR, QUARTER, meter_history, ms
 
 AMSTERDAM = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -190,3 +190,20 @@ def test_estimates_add_up_to_the_register_difference(history: tuple[list[Read], 
     filled = estimate(series)
     assert all(i.quantity is not None for i in filled)
     assert sum(i.quantity for i in filled if i.quantity is not None) == consumed
+
+
+@settings(max_examples=100, deadline=None)
+@given(meter_history(resets=True, aligned=True))
+def test_a_series_with_nothing_to_fill_comes_back_as_the_general_path_builds_it(
+    history: tuple[list[Read], Decimal],
+) -> None:
+    # estimate() returns a series with no stretch to fill as it is; rebuilding it
+    # (estimation._estimated) gives the same intervals, with or without stretches.
+    reads, _ = history
+    series = derive(
+        reads, FIVE_DIGITS, length=timedelta(minutes=15), tz="Europe/Amsterdam", max_span=HOURLY
+    )
+    stretches = _stretches(series)
+    assert estimate(series) == _estimated(series, stretches, (), None)
+    if not stretches:
+        assert estimate(series) is series.intervals

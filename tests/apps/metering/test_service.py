@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -17,6 +18,9 @@ from m2mhub.apps.metering.invoices import DirectDebit
 from m2mhub.apps.metering.models import InvoiceKind, InvoiceStatus, RunStatus
 from m2mhub.apps.metering.service import MeteringService, parse_period
 from m2mhub.core.errors import ConflictError, PayloadError
+from m2mhub.store import Store
+from m2mhub.store.postgres import PostgresStore
+from m2mhub.store.sqlite import SqliteStore
 from tests.apps.metering.billing_data import (
     GAP,
     HOUR,
@@ -29,6 +33,7 @@ from tests.apps.metering.billing_data import (
     swap_reads,
 )
 from tests.conftest import Api
+from tests.processes import m2mhub_env, ok
 
 #: The run's clock: invoices are issued on 2 November 2026.
 ISSUED = int(datetime(2026, 11, 2, 9, tzinfo=UTC).timestamp() * 1000)
@@ -179,3 +184,39 @@ async def test_a_second_run_waits_for_the_lease(api: Api, billed: MeteringServic
     assert await api.platform.store.try_lease(f"metering.billing:{api.tenant.id}", "x", 60_000)
     with pytest.raises(ConflictError):
         await other.run_billing(api.tenant.id, "2026-10", actor="test", now=ISSUED)
+
+
+def database_url(store: Store) -> str:
+    """The URL another m2mhub process opens ``store``'s database with."""
+    if isinstance(store, SqliteStore):
+        return f"sqlite:///{store.path}"
+    assert isinstance(store, PostgresStore)
+    return f"{store.url}?schema={store.schema}"
+
+
+async def test_processes_share_a_billing_run(
+    billed: MeteringService, api: Api, tmp_path: Path
+) -> None:
+    # Two real processes (the command and the helper it starts) claim the accounts
+    # in chunks through the database: every account billed once, numbers gapless.
+    env = m2mhub_env(tmp_path / "cli", M2MHUB_DATABASE_URL=database_url(api.platform.store))
+    command = ("billing", "run", "--period", "2026-10", "--tenant", "acme", "--workers", "2")
+    first = ok(*command, env=env)
+    assert "done" in first
+    invoices = await billed.storage.list_invoices(api.tenant.id)
+    assert sorted(i.number for i in invoices) == ["INV-000001", "INV-000002"]
+    assert sorted(str(i.total) for i in invoices) == ["242.24", "365.96"]
+    (run,) = await billed.storage.list_runs(api.tenant.id)
+    assert run.status is RunStatus.DONE
+    assert [(e["account"], e["outcome"]) for e in run.summary] == [
+        ("A-1", "issued"),
+        ("A-2", "issued"),
+    ]
+    # The chunks' leases go with the run; the tenant's lease is free for the next one.
+    leases = await api.platform.store.query("SELECT name FROM leases WHERE expires_ms > 0", ())
+    assert leases == []
+    again = ok(*command, env=env)
+    assert "unchanged" in again
+    (latest, _) = await billed.storage.list_runs(api.tenant.id)
+    assert [e["outcome"] for e in latest.summary] == ["unchanged", "unchanged"]
+    assert len(await billed.storage.list_invoices(api.tenant.id)) == 2

@@ -8,6 +8,7 @@ fixed step in UTC. Times are UTC milliseconds, as everywhere in m2mhub.
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from bisect import bisect_left, bisect_right
 from datetime import UTC, date, datetime, timedelta
@@ -47,7 +48,13 @@ def to_local(ts: int, tz: zoneinfo.ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ts / 1000, UTC).astimezone(tz)
 
 
-def _local_day_boundaries(day: date, tz: zoneinfo.ZoneInfo, step: timedelta) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _local_day_boundaries(day: date, tz: zoneinfo.ZoneInfo, step: timedelta) -> tuple[int, ...]:
+    """The boundaries of one local day (cached: every meter of a run asks for the same days)."""
+    return tuple(_day_boundaries(day, tz, step))
+
+
+def _day_boundaries(day: date, tz: zoneinfo.ZoneInfo, step: timedelta) -> list[int]:
     midnight = datetime(day.year, day.month, day.day)
     if step == DAY:
         # A midnight the clocks skip maps (PEP 495, fold=0) to the first instant of the day.

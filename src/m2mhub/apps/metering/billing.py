@@ -28,10 +28,15 @@ run again, so the receiver drops what it already has.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -72,6 +77,30 @@ __all__ = ["BillingRuns", "seller_of"]
 
 #: A billing run renews its lease after each account; a crashed run frees it after this.
 LEASE_TTL_MS: Final = 15 * 60_000
+#: Accounts a process claims at a time when several share a run, at most; fewer when
+#: there are not four chunks per process, so that every process gets some.
+CHUNK_ACCOUNTS: Final = 100
+#: A billed chunk's lease lasts until the run ends and removes it.
+_BILLED_TTL_MS: Final = 10 * 365 * 86_400_000
+#: Starts a helper process for (run id, now, accounts per chunk) and yields the chunks
+#: it reports.
+StartHelper: TypeAlias = Callable[[int, int, int], AsyncIterator[tuple[int, list[dict[str, Any]]]]]
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every process sharing a billing run bills with."""
+
+    tenant_id: int
+    run_id: int
+    period: Period
+    settings: BillingSettings
+    now: int
+    started_ms: int
+    chunk_accounts: int
+
+
 #: The number a document carries until it is held or numbered (an ISO 11649 body).
 _UNNUMBERED: Final = "UNNUMBERED"
 
@@ -513,6 +542,8 @@ class BillingRuns(UsageExport):
         actor: str,
         account: str | None = None,
         now: int | None = None,
+        helpers: int = 0,
+        start_helper: StartHelper | None = None,
     ) -> BillingRun:
         """Bill ``period`` for one account or all; see the module docstring.
 
@@ -520,6 +551,12 @@ class BillingRuns(UsageExport):
         be billed (no tariff in force, a tariff that starts later) is reported in the
         run's summary with the reason and the others are billed. Raises
         :class:`ConflictError` while another run of the tenant holds the lease.
+
+        With ``helpers`` and ``start_helper``, a run of all accounts is shared:
+        ``start_helper(run_id, now, chunk_accounts)`` starts each helper (another
+        process that calls :meth:`join_billing` with them), and this process and the
+        helpers claim the accounts in chunks through leases in the database (see
+        :meth:`_bill_shared`).
         """
         parsed = parse_period(period)
         now = now if now is not None else now_ms()
@@ -548,24 +585,16 @@ class BillingRuns(UsageExport):
         summary: list[dict[str, Any]] = []
         status = RunStatus.FAILED
         try:
-            for found in accounts:
-                await self.store.try_lease(lease, self.holder, LEASE_TTL_MS)
-                try:
-                    result, billed = await self._bill_account(
-                        tenant_id, found, parsed, settings, run_id, now
-                    )
-                    usage = await self._push_usage(tenant_id, settings, found, billed)
-                    if usage:
-                        result["usage_deliveries"] = usage
-                    summary.append(result)
-                except M2MHubError as exc:
+            if account is None and helpers > 0 and start_helper is not None:
+                run = await self.storage.run(tenant_id, run_id)
+                size = max(1, min(CHUNK_ACCOUNTS, len(accounts) // (4 * (helpers + 1))))
+                job = _Job(tenant_id, run_id, parsed, settings, now, run.started_ms, size)
+                summary = await self._bill_shared(job, lease, helpers, start_helper)
+            else:
+                for found in accounts:
+                    await self.store.try_lease(lease, self.holder, LEASE_TTL_MS)
                     summary.append(
-                        {
-                            "account": found.number,
-                            "outcome": "error",
-                            "message": exc.message,
-                            "field": exc.field,
-                        }
+                        await self._bill_entry(tenant_id, found, parsed, settings, run_id, now)
                     )
             status = RunStatus.DONE
         finally:
@@ -579,3 +608,140 @@ class BillingRuns(UsageExport):
             details={"period": parsed.label, "account": account, "accounts": len(summary)},
         )
         return await self.storage.run(tenant_id, run_id)
+
+    async def _bill_entry(
+        self,
+        tenant_id: int,
+        account: Account,
+        period: Period,
+        settings: BillingSettings,
+        run_id: int,
+        now: int,
+    ) -> dict[str, Any]:
+        """Bill one account and push its usage: its entry in the run's summary."""
+        try:
+            result, billed = await self._bill_account(
+                tenant_id, account, period, settings, run_id, now
+            )
+            usage = await self._push_usage(tenant_id, settings, account, billed)
+            if usage:
+                result["usage_deliveries"] = usage
+            return result
+        except M2MHubError as exc:
+            return {
+                "account": account.number,
+                "outcome": "error",
+                "message": exc.message,
+                "field": exc.field,
+            }
+
+    async def _chunks(self, job: _Job) -> list[list[Account]]:
+        """The run's accounts in claimable chunks, the same in every process of the run:
+        the accounts that existed when it started, by number (accounts are never
+        deleted; one created during the run is billed by the next)."""
+        accounts = [
+            found
+            for found in await self.storage.all_accounts(job.tenant_id)
+            if found.created_ms < job.started_ms
+        ]
+        size = job.chunk_accounts
+        return [accounts[first : first + size] for first in range(0, len(accounts), size)]
+
+    async def _claim_chunks(
+        self, job: _Job, chunks: list[list[Account]], holder: str, renew: str | None
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """Claim each chunk nobody holds (a lease per chunk), bill it and yield its
+        index and summary entries; a billed chunk's lease is kept until the run ends,
+        so no other process bills it again. ``renew`` is the run's own lease."""
+        for index, chunk in enumerate(chunks):
+            name = f"metering.billing:{job.tenant_id}:{job.run_id}:{index}"
+            if not await self.store.try_lease(name, holder, LEASE_TTL_MS):
+                continue
+            entries = []
+            for found in chunk:
+                await self.store.try_lease(name, holder, LEASE_TTL_MS)
+                if renew is not None:
+                    await self.store.try_lease(renew, self.holder, LEASE_TTL_MS)
+                entries.append(
+                    await self._bill_entry(
+                        job.tenant_id, found, job.period, job.settings, job.run_id, job.now
+                    )
+                )
+            await self.store.try_lease(name, holder, _BILLED_TTL_MS)
+            yield index, entries
+
+    async def _bill_shared(
+        self, job: _Job, lease: str, helpers: int, start_helper: StartHelper
+    ) -> list[dict[str, Any]]:
+        """Bill the run's accounts together with ``helpers`` other processes.
+
+        Every process claims chunks of accounts through leases in the database and
+        bills them, each account in its own transaction as always, so invoice numbers
+        stay gapless and a chunk billed twice (after a helper died) changes nothing.
+        The helpers report their chunks' summary entries; once they have exited,
+        this process bills every chunk no helper reported and writes the summary in
+        account order.
+        """
+        chunks = await self._chunks(job)
+        reports: dict[int, list[dict[str, Any]]] = {}
+
+        async def follow(helper: AsyncIterator[tuple[int, list[dict[str, Any]]]]) -> None:
+            async for index, entries in helper:
+                reports[index] = entries
+
+        followers = [
+            asyncio.create_task(follow(start_helper(job.run_id, job.now, job.chunk_accounts)))
+            for _ in range(helpers)
+        ]
+        try:
+            holder = f"{self.holder}:{job.run_id}:{os.getpid()}"
+            async for index, entries in self._claim_chunks(job, chunks, holder, lease):
+                reports[index] = entries
+            for finished in await asyncio.gather(*followers, return_exceptions=True):
+                if isinstance(finished, BaseException):
+                    _log.warning("a billing helper stopped: %s", finished)
+        finally:
+            for follower in followers:
+                follower.cancel()
+        for index, chunk in enumerate(chunks):
+            if index not in reports:
+                # Claimed by a helper that stopped before reporting it: bill it here.
+                entries = []
+                for found in chunk:
+                    await self.store.try_lease(lease, self.holder, LEASE_TTL_MS)
+                    entries.append(
+                        await self._bill_entry(
+                            job.tenant_id, found, job.period, job.settings, job.run_id, job.now
+                        )
+                    )
+                reports[index] = entries
+        await self.storage.forget_leases(f"metering.billing:{job.tenant_id}:{job.run_id}:")
+        return [entry for index in range(len(chunks)) for entry in reports[index]]
+
+    async def join_billing(
+        self, tenant_id: int, run_id: int, *, now: int, chunk_accounts: int
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """Help billing run ``run_id`` (started with helpers by :meth:`run_billing` in
+        another process, at ``now``, in chunks of ``chunk_accounts``): claim and bill
+        chunks of its accounts, yielding each chunk's index and summary entries, until
+        none is left to claim."""
+        run = await self.storage.run(tenant_id, run_id)
+        if run.status is not RunStatus.RUNNING:
+            raise ConflictError(
+                f"run: billing run {run_id} is {run.status}, not running; start a new run",
+                field="run",
+            )
+        settings = await self.storage.settings(tenant_id)
+        job = _Job(
+            tenant_id,
+            run_id,
+            parse_period(run.period),
+            settings,
+            now,
+            run.started_ms,
+            max(1, chunk_accounts),
+        )
+        chunks = await self._chunks(job)
+        holder = f"{self.holder}:{run_id}:{os.getpid()}"
+        async for report in self._claim_chunks(job, chunks, holder, None):
+            yield report

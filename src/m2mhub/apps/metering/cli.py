@@ -7,9 +7,12 @@ without a running server; a webhook queued here is sent by a server's scheduler.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 import typer
@@ -80,6 +83,37 @@ def metering_apply(
         out.print(escape(line))
 
 
+#: Above this many accounts, the summary table lists only the accounts that need a look.
+_TABLE_ACCOUNTS: Final = 100
+
+
+def _helper_command(period: str, tenant: str, run_id: int, now: int, chunk: int) -> list[str]:
+    """The command of a process that helps billing run ``run_id`` (``--join``)."""
+    return [
+        *(sys.executable, "-m", "m2mhub", "billing", "run", "--period", period),
+        *("--tenant", tenant, "--join", str(run_id), "--now", str(now), "--chunk", str(chunk)),
+    ]
+
+
+async def _helper(command: list[str]) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    """Run a helper process and yield the chunks it reports on its standard output."""
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, limit=64 * 2**20
+    )
+    try:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            if line.startswith(b'{"chunk"'):
+                report = msgspec.json.decode(line)
+                yield report["chunk"], report["entries"]
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    if await process.wait() != 0:
+        raise RuntimeError(f"billing helper exited with status {process.returncode}")
+
+
 @billing_app.command("run")
 def billing_run(
     period: Annotated[
@@ -87,18 +121,56 @@ def billing_run(
     ],
     account: Annotated[str | None, typer.Option(help="Only this account number.")] = None,
     tenant: TenantOpt = "default",
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Processes that bill the accounts together (one per CPU core)."),
+    ] = 1,
+    join: Annotated[int | None, typer.Option(hidden=True)] = None,
+    now: Annotated[int | None, typer.Option(hidden=True)] = None,
+    chunk: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
     """Bill a period: new invoices, nothing where nothing changed, a credit note and a new
     invoice where the data changed."""
     from m2mhub.cli import _run, out
 
+    if join is not None and now is not None:
+        # A helper of a run with --workers: report each chunk billed, as a line of JSON.
+        async def help_run(store: Store, registry: Registry) -> None:
+            found = await registry.tenant(tenant)
+            service = _service(store)
+            async for index, entries in service.join_billing(
+                found.id, join, now=now, chunk_accounts=chunk
+            ):
+                report = msgspec.json.encode({"chunk": index, "entries": entries})
+                sys.stdout.buffer.write(report + b"\n")
+                sys.stdout.buffer.flush()
+
+        _run(help_run)
+        return
+
+    def start_helper(
+        run_id: int, at: int, size: int
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        return _helper(_helper_command(period, tenant, run_id, at, size))
+
     async def work(store: Store, registry: Registry) -> Any:
         found = await registry.tenant(tenant)
-        return await _service(store).run_billing(found.id, period, account=account, actor=_actor())
+        return await _service(store).run_billing(
+            found.id,
+            period,
+            account=account,
+            actor=_actor(),
+            helpers=workers - 1,
+            start_helper=start_helper,
+        )
 
     run = _run(work)
     table = Table("account", "outcome", "invoices", "credit notes", "unchanged", "held", "notes")
+    outcomes: dict[str, int] = {}
     for entry in run.summary:
+        outcomes[entry["outcome"]] = outcomes.get(entry["outcome"], 0) + 1
+        if len(run.summary) > _TABLE_ACCOUNTS and entry["outcome"] in ("issued", "unchanged"):
+            continue
         table.add_row(
             escape(entry["account"]),
             entry["outcome"],
@@ -109,7 +181,10 @@ def billing_run(
             escape("; ".join(entry.get("notes", [])) or entry.get("message", "")),
         )
     out.print(f"billing run {run.id} for {escape(run.period)}: {run.status}")
-    out.print(table)
+    if len(run.summary) <= _TABLE_ACCOUNTS or table.row_count:
+        out.print(table)
+    if len(run.summary) > _TABLE_ACCOUNTS:
+        out.print(", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
     for entry in run.summary:
         for held in entry.get("held", []):
             # Whole lines, so a reference is never wrapped by the table.

@@ -37,6 +37,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from decimal import Decimal, localcontext
+from typing import Final
 
 import msgspec
 
@@ -89,8 +90,15 @@ class _Piece(msgspec.Struct, frozen=True):
     flags: frozenset[FlagCode] = frozenset()
 
 
+_ZERO: Final = Decimal(0)
+
+
 def _collapse(reads: Iterable[Read]) -> tuple[list[Read], list[Flag]]:
     """One read per instant; instants with conflicting values are left out and flagged."""
+    reads = list(reads)
+    if all(a.ts < b.ts for a, b in itertools.pairwise(reads)):
+        # Already sorted, one read per instant (as the store returns them): nothing to do.
+        return reads, []
     by_ts: dict[int, dict[Decimal, Decimal]] = {}
     for read in reads:
         values = by_ts.setdefault(read.ts, {})
@@ -121,16 +129,20 @@ def _collapse(reads: Iterable[Read]) -> tuple[list[Read], list[Flag]]:
     return kept, flags
 
 
+def _between(a: Read, b: Read) -> str:
+    """The two reads of a step, for a flag's message (built only when one is raised)."""
+    return f"between {format_ms(a.ts)} ({a.value}) and {format_ms(b.ts)} ({b.value})"
+
+
 def _step(a: Read, b: Read, register: Register, max_span_ms: int) -> tuple[Span, Flag | None]:
     delta = b.value - a.value
     modulus = register.modulus
     limit = None if modulus is None else register.rollover_fraction * modulus
-    when = f"between {format_ms(a.ts)} ({a.value}) and {format_ms(b.ts)} ({b.value})"
     is_gap = b.ts - a.ts > max_span_ms
     if modulus is not None and limit is not None and delta < 0 and modulus + delta <= limit:
         wrapped = modulus + delta
         message = (
-            f"register wrapped past its maximum {register.maximum} {when}: "
+            f"register wrapped past its maximum {register.maximum} {_between(a, b)}: "
             f"{wrapped} {register.unit} consumed"
         )
         span = Span(a.ts, b.ts, a.value, b.value, wrapped, SpanKind.ROLLOVER, is_gap)
@@ -146,15 +158,15 @@ def _step(a: Read, b: Read, register: Register, max_span_ms: int) -> tuple[Span,
         wrapped = delta - modulus
         message = (
             f"register ran backwards through zero to its maximum {register.maximum} "
-            f"{when}: {-wrapped} {register.unit} exported"
+            f"{_between(a, b)}: {-wrapped} {register.unit} exported"
         )
         span = Span(a.ts, b.ts, a.value, b.value, wrapped, SpanKind.ROLLOVER, is_gap)
         return span, Flag(FlagCode.ROLLOVER, Subject.READ, a.ts, b.ts, message, b.value)
     if delta < 0 and register.import_only:
         message = (
-            f"register dropped {when}, too far from its maximum to be a rollover: taken as "
-            "a reset or meter exchange, counting restarts from the new value and the "
-            "consumption between these reads is unknown"
+            f"register dropped {_between(a, b)}, too far from its maximum to be a rollover: "
+            "taken as a reset or meter exchange, counting restarts from the new value and "
+            "the consumption between these reads is unknown"
         )
         span = Span(a.ts, b.ts, a.value, b.value, None, SpanKind.RESET, is_gap)
         return span, Flag(FlagCode.RESET, Subject.READ, a.ts, b.ts, message, b.value)
@@ -213,6 +225,13 @@ def _pieces(
     """``total`` spread over ``[start, end)``: in proportion to time, or to
     ``rates`` (one per overlapped interval, quantity per millisecond) when given."""
     overlaps = _overlaps(bounds, start, end)
+    if len(overlaps) == 1 and (rates is None or len(rates) == 1):
+        # The whole step lies in one interval: its part is the total, whatever the
+        # weights, computed as _split computes its last part.
+        with localcontext() as context:
+            context.prec = _PRECISION
+            part = total - _ZERO
+        return [_Piece(overlaps[0][0], overlaps[0][1], part, method, flags)]
     if rates is None:
         weights = [Decimal(ms) for _, ms in overlaps]
     else:
@@ -287,6 +306,45 @@ def _assemble(
     return tuple(intervals)
 
 
+def _aligned(
+    bounds: Sequence[int], spans: Iterable[Span], window: tuple[int, int]
+) -> tuple[Interval, ...] | None:
+    """The intervals inside ``window`` when every step between reads (gaps aside) is
+    exactly one interval of ``bounds``, as when a meter reads on the grid; None
+    otherwise. The caller sees to it that no flag is raised: no rollover, reset or
+    conflict.
+
+    The result is the one of :func:`_assemble` over :func:`_actual_pieces`: each
+    step is one piece, ``delta - 0`` in the spreading context as :func:`_split`
+    makes a last part, and each interval adds its piece to zero.
+    """
+    quantities: dict[int, Decimal] = {}
+    index = 0
+    last = len(bounds) - 1
+    with localcontext() as context:
+        context.prec = _PRECISION
+        for span in spans:
+            if span.delta is None or span.is_gap:
+                continue
+            while index < last and bounds[index] < span.start:
+                index += 1
+            if index >= last or bounds[index] != span.start or bounds[index + 1] != span.end:
+                return None
+            quantities[index] = span.delta - _ZERO
+    intervals: list[Interval] = []
+    # Enum members looked up once: on Python 3.11 each Quality.X is a descriptor call.
+    actual, missing, register = Quality.ACTUAL, Quality.MISSING, Method.REGISTER
+    # The window's ends are boundaries (_grid.window): the intervals between them.
+    for index in range(bounds.index(window[0]), bounds.index(window[1])):
+        start, end = bounds[index], bounds[index + 1]
+        quantity = quantities.get(index)
+        if quantity is None:
+            intervals.append(Interval(start, end, None, missing, None, ()))
+        else:
+            intervals.append(Interval(start, end, _ZERO + quantity, actual, register, ()))
+    return tuple(intervals)
+
+
 def _grid_for(series: Derivation) -> list[int]:
     """The boundaries covering both the series' intervals and all its spans."""
     assert series.start is not None and series.end is not None
@@ -354,7 +412,18 @@ def derive(
     kept, flags = _collapse(reads)
     kept = _relevant(kept, start, end)
     spans: list[Span] = []
+    modulus = register.modulus
+    limit = None if modulus is None else register.rollover_fraction * modulus
+    count = SpanKind.COUNT
     for a, b in itertools.pairwise(kept):
+        delta = b.value - a.value
+        if delta >= 0 and (
+            modulus is None or limit is None or register.import_only or modulus - delta > limit
+        ):
+            # The register counted up, by less than a rollover (see _step): no flag.
+            is_gap = b.ts - a.ts > max_span_ms
+            spans.append(Span(a.ts, b.ts, a.value, b.value, delta, count, is_gap))
+            continue
         span, flag = _step(a, b, register, max_span_ms)
         spans.append(span)
         if flag is not None:
@@ -369,9 +438,11 @@ def derive(
     grid_hi = max(hi, kept[-1].ts) if kept else hi
     bounds = _grid.boundaries(zone, length, grid_lo, grid_hi)
     window = _grid.window(bounds, lo, hi)
-    intervals = _assemble(
-        bounds, _actual_pieces(bounds, spans), _marks(bounds, spans, flags), window
-    )
+    intervals = None if flags else _aligned(bounds, spans, window)
+    if intervals is None:
+        intervals = _assemble(
+            bounds, _actual_pieces(bounds, spans), _marks(bounds, spans, flags), window
+        )
     flags.sort(key=lambda flag: (flag.end, flag.start, flag.code.value))
     return Derivation(
         register,

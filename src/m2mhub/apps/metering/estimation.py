@@ -103,21 +103,25 @@ def _rate(delta: Decimal | None, start: int, end: int) -> Decimal | None:
 def _stretches(series: Derivation) -> list[_Stretch]:
     assert series.start is not None and series.end is not None
     spans = series.spans
-    rates = [_rate(span.delta, span.start, span.end) for span in spans]
+
+    def rate(k: int) -> Decimal | None:
+        """The rate of span ``k``, worked out only for the neighbours of a stretch."""
+        return _rate(spans[k].delta, spans[k].start, spans[k].end)
+
     found: list[_Stretch] = []
     for k, span in enumerate(spans):
         if span.delta is not None and not span.is_gap:
             continue
-        before = rates[k - 1] if k > 0 else None
-        after = rates[k + 1] if k + 1 < len(spans) else None
+        before = rate(k - 1) if k > 0 else None
+        after = rate(k + 1) if k + 1 < len(spans) else None
         found.append(_Stretch(span.start, span.end, span.delta, before, after))
     if not series.reads:
         return [_Stretch(series.start, series.end, None, None, None)]
     first, last = series.reads[0].ts, series.reads[-1].ts
     if series.start < first:
-        found.append(_Stretch(series.start, first, None, None, rates[0] if rates else None))
+        found.append(_Stretch(series.start, first, None, None, rate(0) if spans else None))
     if last < series.end:
-        found.append(_Stretch(last, series.end, None, rates[-1] if rates else None, None))
+        found.append(_Stretch(last, series.end, None, rate(-1) if spans else None, None))
     return found
 
 
@@ -220,12 +224,27 @@ def estimate(
     """
     if series.start is None or series.end is None:
         return series.intervals
+    stretches = _stretches(series)
+    if not stretches:
+        # Nothing to fill: the pieces would be derive's own, so would the intervals.
+        return series.intervals
+    return _estimated(series, stretches, history, rules)
+
+
+def _estimated(
+    series: Derivation,
+    stretches: Sequence[_Stretch],
+    history: Iterable[Interval],
+    rules: EstimationRules | None,
+) -> tuple[Interval, ...]:
+    """The intervals of ``series`` rebuilt with ``stretches`` filled (see :func:`estimate`)."""
+    assert series.start is not None and series.end is not None
     rules = rules if rules is not None else EstimationRules()
     zone = _grid.zone(series.tz)
     bounds = _grid_for(series)
     known = _known(series, history)
     pieces = _actual_pieces(bounds, series.spans)
-    for stretch in _stretches(series):
+    for stretch in stretches:
         overlaps = _overlaps(bounds, stretch.start, stretch.end)
         profile = [_profile(bounds[index], zone, known, rules) for index, _ in overlaps]
         pieces += _fill(bounds, stretch, profile, rules)

@@ -44,6 +44,7 @@ from typing import Final
 
 from m2mhub.apps.metering.money import QUANTITY_PLACES, Money, round_amount, to_decimal
 from m2mhub.apps.metering.tariffs import (
+    DayType,
     FlatEnergy,
     Tariff,
     TariffVersion,
@@ -65,6 +66,7 @@ __all__ = [
 ]
 
 _KWH: Final = Decimal(1).scaleb(-QUANTITY_PLACES)
+_ZERO: Final = Decimal(0)
 #: Name of the one consumption period of a flat or tiered tariff.
 ALL_DAY: Final = "all day"
 
@@ -91,6 +93,21 @@ class Interval:
     is_estimated: bool = False
 
     def __post_init__(self) -> None:
+        imported, exported, minutes = self.import_kwh, self.export_kwh, self.minutes
+        if (
+            type(imported) is Decimal
+            and type(exported) is Decimal
+            and type(minutes) is int
+            and minutes > 0
+            and isinstance(self.start, datetime)
+            and self.start.tzinfo is UTC
+            and imported.is_finite()
+            and exported.is_finite()
+            and imported >= 0
+            and exported >= 0
+        ):
+            # Already what the checks below would make of it (billing builds these).
+            return
         if not isinstance(self.start, datetime) or self.start.utcoffset() is None:
             raise ValueError(f"start: {self.start!r} needs a time zone; give the UTC instant")
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, int):
@@ -232,24 +249,31 @@ def _check_intervals(
                 f"intervals[{i}]: expected an Interval, got {type(interval).__name__}",
                 field=f"intervals[{i}]",
             )
-    order = sorted(range(len(intervals)), key=lambda i: intervals[i].start)
+    starts = [interval.start for interval in intervals]
+    order = sorted(range(len(intervals)), key=starts.__getitem__)
     previous: int | None = None
+    previous_end: datetime | None = None
+    lengths: dict[int, timedelta] = {}  # Interval.end's timedelta, made once per length
     for i in order:
         interval = intervals[i]
-        if interval.start < period_start or interval.end > period_end:
+        length = lengths.get(interval.minutes)
+        if length is None:
+            length = lengths[interval.minutes] = timedelta(minutes=interval.minutes)
+        end = interval.start + length
+        if interval.start < period_start or end > period_end:
             raise PricingError(
                 f"intervals[{i}]: {interval.start.isoformat()} + {interval.minutes} min lies "
                 f"outside the billing period {period_start.isoformat()} to "
                 f"{period_end.isoformat()}; pass only the period's intervals",
                 field=f"intervals[{i}].start",
             )
-        if previous is not None and interval.start < intervals[previous].end:
+        if previous_end is not None and interval.start < previous_end:
             raise PricingError(
                 f"intervals[{i}]: starts at {interval.start.isoformat()}, inside "
                 f"intervals[{previous}]; remove the duplicate or overlapping read",
                 field=f"intervals[{i}].start",
             )
-        previous = i
+        previous, previous_end = i, end
     return [intervals[i] for i in order]
 
 
@@ -407,28 +431,54 @@ def price_period(
     actual = estimated = Decimal(0)
     actual_count = estimated_count = 0
     estimated_dates: set[date] = set()
+    # A local day's part and day type, and the period of a (part, day type, minute), are
+    # the same for every interval that shares them: looked up once.
+    peak_kwh, peak_minutes = _ZERO, 0
+    local_days: dict[date, tuple[int, DayType | None, date | None]] = {}
+    names: dict[tuple[int, DayType | None, date | None, int], str] = {}
     for interval in ordered:
         local = interval.start.astimezone(zone)
         day = local.date()
-        index = next(i for i, p in enumerate(parts) if p.start <= day < p.end)
-        energy = parts[index].version.energy
-        if isinstance(energy, TimeOfUseEnergy):
-            name = energy.period_at(tariff.day_type(day), day, local.hour * 60 + local.minute).name
-        else:
+        known = local_days.get(day)
+        if known is None:
+            index = next(i for i, p in enumerate(parts) if p.start <= day < p.end)
+            energy = parts[index].version.energy
+            if isinstance(energy, TimeOfUseEnergy):
+                seasonal = any(period.seasons for period in energy.periods)
+                known = (index, tariff.day_type(day), day if seasonal else None)
+            else:
+                known = (index, None, None)
+            local_days[day] = known
+        index, day_type, season_day = known
+        if day_type is None:
             name = ALL_DAY
+        else:
+            minute = local.hour * 60 + local.minute
+            key = (index, day_type, season_day, minute)
+            found = names.get(key)
+            if found is None:
+                energy = parts[index].version.energy
+                assert isinstance(energy, TimeOfUseEnergy)
+                found = names[key] = energy.period_at(day_type, day, minute).name
+            name = found
+        imported = interval.import_kwh
         bucket = by_part[index]
-        bucket[name] = bucket.get(name, Decimal(0)) + interval.import_kwh
-        consumption[name] = consumption.get(name, Decimal(0)) + interval.import_kwh
+        bucket[name] = bucket.get(name, _ZERO) + imported
+        consumption[name] = consumption.get(name, _ZERO) + imported
         exports[index] += interval.export_kwh
         if interval.is_estimated:
-            estimated += interval.import_kwh
+            estimated += imported
             estimated_count += 1
             estimated_dates.add(day)
         else:
-            actual += interval.import_kwh
+            actual += imported
             actual_count += 1
-        if peak is None or interval.kw > peak.kw:
-            peak = Peak(interval.kw, interval.start, local)
+        # No more kWh than the peak's in as many minutes: no more kW, no new peak.
+        if peak is None or interval.minutes != peak_minutes or imported > peak_kwh:
+            kw = interval.kw
+            if peak is None or kw > peak.kw:
+                peak = Peak(kw, interval.start, local)
+                peak_kwh, peak_minutes = imported, interval.minutes
 
     invoice = _Invoice(tariff)
     for part, kwh_by_period in zip(parts, by_part, strict=True):

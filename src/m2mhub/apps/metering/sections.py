@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from m2mhub.apps.metering.consumption import Quality
@@ -63,6 +64,17 @@ class Section:
     draft: InvoiceDraft
     meters: tuple[MeterReads, ...]
     details: dict[str, Any]
+
+
+_ZERO: Final = Decimal(0)
+_ESTIMATED: Final = Quality.ESTIMATED
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_tariff(text: str) -> Tariff:
+    """A tariff's YAML loaded once per process: a billing run prices every account with
+    the few tariffs there are (a :class:`Tariff` is immutable)."""
+    return parse_tariff_yaml(text)
 
 
 def relabel(draft: InvoiceDraft, kind: MeterKind, unit: str) -> InvoiceDraft:
@@ -114,30 +126,39 @@ class BillingSections(MeterSeries):
             series = await self.register_series(
                 tenant_id, meter, spec, start=start, end=end, tz=zone.key, now=now
             )
-            counts = {quality.value: 0 for quality in Quality}
+            by_quality = dict.fromkeys(Quality, 0)
+            mine = counted.setdefault(spec.key, [])
+            is_export = spec.direction is Direction.EXPORT
             for interval in series.intervals:
-                if not start <= interval.start < end:
+                begin = interval.start
+                if not start <= begin < end:
                     continue
-                counts[interval.quality.value] += 1
-                slot = quantities.setdefault(
-                    interval.start, [interval.end, Decimal(0), Decimal(0), False, 0, True]
-                )
-                if interval.quantity is None:
+                quality = interval.quality
+                by_quality[quality] += 1
+                slot = quantities.get(begin)
+                if slot is None:
+                    slot = quantities[begin] = [interval.end, _ZERO, _ZERO, False, 0, True]
+                quantity = interval.quantity
+                if quantity is None:
                     slot[5] = False
                     continue
-                quantity = interval.quantity
-                counted.setdefault(spec.key, []).append(
-                    (interval.start, quantity, interval.quality is Quality.ESTIMATED)
-                )
-                if spec.direction is Direction.EXPORT:
-                    slot[2] += max(quantity, Decimal(0))
+                is_estimated = quality is _ESTIMATED
+                mine.append((begin, quantity, is_estimated))
+                # max(quantity, 0) without the call: the quantity unless it is below zero.
+                positive = _ZERO if quantity < _ZERO else quantity
+                if is_export:
+                    slot[2] += positive
                 else:
-                    slot[1] += max(quantity, Decimal(0))
-                    slot[2] += max(-quantity, Decimal(0)) if spec.net else Decimal(0)
-                slot[3] = slot[3] or interval.quality is Quality.ESTIMATED
+                    slot[1] += positive
+                    if spec.net:
+                        slot[2] += _ZERO if -quantity < _ZERO else -quantity
+                    # else: adding zero changes neither the sum nor its exponent (<= 0).
+                slot[3] = slot[3] or is_estimated
                 slot[4] += 1
+            if not mine:
+                del counted[spec.key]
             registers[spec.key] = {
-                **counts,
+                **{quality.value: count for quality, count in by_quality.items()},
                 "flags": sorted({flag.code.value for flag in series.flags}),
             }
             used = [read for read in series.derivation.reads if start <= read.ts <= end]
@@ -271,7 +292,7 @@ class BillingSections(MeterSeries):
             if first >= last:
                 continue
             record = await self.storage.tariff_by_id(assignment.tariff_id)
-            tariff = parse_tariff_yaml(record.yaml)
+            tariff = _parsed_tariff(record.yaml)
             zone = tariff.timezone
             lo_part, hi_part = midnight(first, zone), midnight(last, zone)
             for link in links:

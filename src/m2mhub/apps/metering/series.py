@@ -9,7 +9,9 @@ edits laid over them (:func:`.edits.apply_edits`) and the result checked
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
@@ -61,6 +63,10 @@ class MeterSeries:
             )
             for point in page:
                 value = point.value
+                if type(value) is float and math.isfinite(value):
+                    # What Read.of makes of a float, without its checks for other types.
+                    reads.append(Read(point.ts, Decimal(repr(value))))
+                    continue
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     continue
                 reads.append(Read.of(point.ts, value))

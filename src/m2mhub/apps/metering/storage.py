@@ -595,6 +595,13 @@ class MeteringStorage:
                 "UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ?", (name, holder)
             )
 
+    async def forget_leases(self, prefix: str) -> None:
+        """Remove every lease whose name starts with ``prefix`` (a shared run's chunks)."""
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM leases WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+            )
+
     async def current_invoices(
         self, tx: Tx, tenant_id: int, account_id: int, period: str
     ) -> dict[str, InvoiceRecord]:

@@ -139,15 +139,24 @@ def _limit_flags(
     intervals: Sequence[Interval], series: Derivation, rules: ValidationRules
 ) -> list[Flag]:
     unit = series.register.unit
-    actual = [
-        i.quantity for i in intervals if i.quality is Quality.ACTUAL and i.quantity is not None
-    ]
+    is_actual = Quality.ACTUAL
+    actual = [i.quantity for i in intervals if i.quality is is_actual and i.quantity is not None]
     median = statistics.median(actual) if len(actual) >= rules.spike_min_intervals else None
     flags: list[Flag] = []
+    high, low, import_only = rules.high, rules.low, series.register.import_only
+    # Above this an actual interval is a spike (None: no spike check).
+    spike = None if median is None or not median > 0 else rules.spike_factor * median
     for interval in intervals:
         quantity = interval.quantity
         if quantity is None:
             continue
+        if (
+            (high is None or not quantity > high)
+            and (low is None or not quantity < low)
+            and not (import_only and quantity < 0)
+            and (spike is None or interval.quality is not is_actual or not quantity > spike)
+        ):
+            continue  # no finding: the checks below would raise none
         when = format_ms(interval.start)
         if rules.high is not None and quantity > rules.high:
             message = (
@@ -197,7 +206,8 @@ def _frozen_flags(
     intervals: Sequence[Interval], series: Derivation, rules: ValidationRules
 ) -> list[Flag]:
     unit = series.register.unit
-    still = [i.quality is Quality.ACTUAL and i.quantity == 0 for i in intervals]
+    actual = Quality.ACTUAL
+    still = [i.quality is actual and i.quantity == 0 for i in intervals]
     flags: list[Flag] = []
     for first, last in _runs(intervals, still):
         if last - first + 1 < rules.frozen_intervals:
@@ -231,7 +241,8 @@ def _frozen_flags(
 
 def _gap_flags(series: Derivation, rules: ValidationRules) -> list[Flag]:
     intervals = series.intervals
-    missing = [i.quality is Quality.MISSING for i in intervals]
+    is_missing = Quality.MISSING
+    missing = [i.quality is is_missing for i in intervals]
     flags: list[Flag] = []
     for first, last in _runs(intervals, missing):
         start, end = intervals[first].start, intervals[last].end
@@ -279,6 +290,8 @@ def validate(
 def mark(intervals: Iterable[Interval], flags: Iterable[Flag]) -> tuple[Interval, ...]:
     """``intervals`` with the code of each interval flag that overlaps them added."""
     extra = [flag for flag in flags if flag.subject is Subject.INTERVAL]
+    if not extra:
+        return tuple(intervals)
     marked: list[Interval] = []
     for interval in intervals:
         codes = {
