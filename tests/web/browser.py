@@ -35,6 +35,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOTS = Path(os.environ.get("M2MHUB_SCREENSHOTS", tempfile.gettempdir()))
 WAIT_MS = 10_000
+BLANK = "about:blank"
 
 
 def require_browser() -> None:
@@ -150,13 +151,26 @@ def new_page(browser: Any, server: Server, *, width: int = 1280) -> Iterator[Any
     try:
         yield page
     finally:
-        # The page first, without waiting for its unload handlers: a live stream (SSE) or a
-        # navigation still under way must not hold the context's close up.
+        settle(page)
+        # The page first, without waiting for its unload handlers: a live stream (SSE) must
+        # not hold the context's close up.
         page.close(run_before_unload=False)
         context.close()
-    outside = [url for url in requests if not url.startswith(server.url + "/")]
+    outside = [url for url in requests if not url.startswith((server.url + "/", BLANK))]
     assert not outside, f"requests left {server.url}: {outside}"
     assert not errors, f"JavaScript errors: {errors}"
+
+
+def settle(page: Any) -> None:
+    """Take the page to an empty document and wait until it is there.
+
+    Chromium can acknowledge closing a page whose navigation is being committed (a form just
+    sent, say) and then never close it, and Playwright's ``page.close()`` waits for ever
+    (crbug.com/536385539, microsoft/playwright#42068). Once ``about:blank`` has loaded, no
+    navigation of the page's own is under way.
+    """
+    with contextlib.suppress(Exception):  # a page that cannot get there is closed all the same
+        page.goto(BLANK, timeout=WAIT_MS)
 
 
 def sign_in_as(page: Any, server: Server, role: Role) -> None:

@@ -192,8 +192,8 @@ def test_the_map_shows_markers_tracks_and_geofences_without_tiles(
         # Reshape the geofence with the keyboard: the radius field, then save.
         page.click("[data-edit-fence='0']")
         page.fill("#fence-form input[name=radius_m]", "1200")
-        page.click("button:has-text('Save geofence')")
-        page.wait_for_load_state("load")
+        with page.expect_navigation():  # saved, the page reloads itself
+            page.click("button:has-text('Save geofence')")
         page.locator("#map path.fence").wait_for()
         assert violations == [], violations
     saved = fleet.api("/api/v1/rules/depot")["rule"]["condition"]["geofence"]
