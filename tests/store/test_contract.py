@@ -157,6 +157,60 @@ async def test_write_marks_device_seen(store: Store, tenant: Tenant) -> None:
     assert (await store.get_device(device.id)).last_seen_ms == T0 + 10
 
 
+async def test_last_seen_moves_at_most_once_a_second_but_at_once_after_a_last_will(
+    store: Store, tenant: Tenant
+) -> None:
+    device = await make_device(store, tenant)
+
+    async def seen_after_reading_at(arrival: int) -> int | None:
+        await store.write_readings([(device.pk, arrival - 5, {"temp": 1.0})], arrival_ms=arrival)
+        return (await store.get_device(device.id)).last_seen_ms
+
+    assert await seen_after_reading_at(T0) == T0
+    assert await seen_after_reading_at(T0 + 400) == T0  # within the second: not written
+    assert await seen_after_reading_at(T0 + 1000) == T0 + 1000
+    await store.set_connected(device.pk, False, T0 + 1100)  # the last will
+    assert await seen_after_reading_at(T0 + 1200) == T0 + 1200
+    assert (await store.get_device(device.id)).connected is None  # no longer disconnected
+    # The readings themselves were all stored.
+    points = await store.history([Segment(device.pk, T0 - 10, T0 + 2000)], keys=["temp"])
+    assert [p.ts for p in points] == [T0 - 5, T0 + 395, T0 + 995, T0 + 1195]
+
+
+async def test_a_batch_of_numbers_strings_and_flags_keeps_the_first_of_each_key(
+    store: Store, tenant: Tenant
+) -> None:
+    device = await make_device(store, tenant)
+    await store.write_readings(
+        [
+            (device.pk, T0 + 1000, {"state": "idle", "temp": 20.5, "on": True, "n": 3}),
+            (device.pk, T0 + 1000, {"state": 1.5, "temp": "warm", "on": "yes", "n": False}),
+            (device.pk, T0 + 2000, {"state": False, "temp": "hot"}),
+        ]
+    )
+    points = await store.history([Segment(device.pk, T0, T0 + 10**6)])
+    stored = {(p.ts, p.key): p.value for p in points}
+    assert stored == {
+        (T0 + 1000, "state"): "idle",
+        (T0 + 1000, "temp"): 20.5,
+        (T0 + 1000, "on"): True,
+        (T0 + 1000, "n"): 3.0,
+        (T0 + 2000, "state"): False,
+        (T0 + 2000, "temp"): "hot",
+    }
+    latest = (await store.latest([device.pk]))[device.pk]
+    assert latest == {
+        "state": (T0 + 2000, False),
+        "temp": (T0 + 2000, "hot"),
+        "on": (T0 + 1000, True),
+        "n": (T0 + 1000, 3.0),
+    }
+    # A key that changes kind replaces the other columns of its latest value.
+    await store.write_readings([(device.pk, T0 + 3000, {"temp": 30.0, "state": "busy"})])
+    latest = (await store.latest([device.pk], ["temp", "state"]))[device.pk]
+    assert latest == {"temp": (T0 + 3000, 30.0), "state": (T0 + 3000, "busy")}
+
+
 async def test_latest_of_a_batch_with_one_ts_twice_keeps_the_first(
     store: Store, tenant: Tenant
 ) -> None:

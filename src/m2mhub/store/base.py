@@ -46,6 +46,10 @@ from m2mhub.store.models import (
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
+#: A device's last-seen time is written with its readings at most this often: a device
+#: sending 30 messages a second costs one row update a second, not 30. (It also moves on
+#: the device's birth message, and on any reading after its last will.)
+LAST_SEEN_EVERY_MS: Final = 1_000
 
 Row = tuple[Any, ...]
 #: (device_pk, ts, key_id, num, str, bool): one telemetry row.
@@ -94,6 +98,14 @@ def split_value(value: Value) -> tuple[float | None, str | None, bool | None]:
     return None, value, None
 
 
+def first_of_each_key(rows: list[TelemetryRow]) -> list[TelemetryRow]:
+    """``rows`` without the later ones of the same (device, ts, key): the first written wins."""
+    first: dict[tuple[int, int, int], TelemetryRow] = {}
+    for row in rows:
+        first.setdefault((row[0], row[1], row[2]), row)
+    return rows if len(first) == len(rows) else list(first.values())
+
+
 def join_value(num: float | None, text: str | None, flag: Any) -> Value:
     """The inverse of :func:`split_value`."""
     if num is not None:
@@ -115,6 +127,8 @@ class Store(abc.ABC):
     def __init__(self) -> None:
         self._key_ids: dict[str, int] = {}
         self._key_names: dict[int, str] = {}
+        # device pk -> the arrival time last written as its last-seen time (LAST_SEEN_EVERY_MS)
+        self._seen_written: dict[int, int] = {}
 
     # -- what a backend provides ------------------------------------------------
 
@@ -494,6 +508,7 @@ class Store(abc.ABC):
 
     async def set_connected(self, device_pk: int, connected: bool, at_ms: int) -> None:
         """Record a device's connection state (MQTT birth or last will)."""
+        self._seen_written.pop(device_pk, None)  # its next reading marks it seen again
         async with self.transaction() as tx:
             await tx.execute(
                 "UPDATE devices SET connected = ? WHERE pk = ?", (connected, device_pk)
@@ -985,9 +1000,9 @@ class Store(abc.ABC):
         rows: list[TelemetryRow] = []
         add = rows.append
         hours: set[tuple[int, int]] = set()
-        seen: dict[int, int] = {}
+        devices: set[int] = set()
         for device_pk, ts, values in readings:
-            seen[device_pk] = arrival
+            devices.add(device_pk)
             hours.add((device_pk, ts - ts % HOUR_MS))
             for key, value in values.items():
                 # split_value inlined for the common case: it runs once per value.
@@ -995,18 +1010,26 @@ class Store(abc.ABC):
                     add((device_pk, ts, ids[key], value, None, None))
                 else:
                     add((device_pk, ts, ids[key], *split_value(value)))
-        # The newest row of each (device, key); of rows with the same ts the first wins, as
-        # in telemetry. Sorted newest first (a stable sort keeps ties in their order), then
-        # read backwards, so the row that a dict keeps last is that newest, first one.
-        by_ts = sorted(rows, key=itemgetter(1), reverse=True)
-        latest = {(row[0], row[2]): row for row in reversed(by_ts)}
+        if len(devices) == len(readings):
+            latest = rows  # one reading per device: each of its rows is its key's newest
+        else:
+            # The newest row of each (device, key); of rows with the same ts the first wins,
+            # as in telemetry. Sorted newest first (a stable sort keeps ties in their order),
+            # then read backwards, so the row that a dict keeps last is that newest, first one.
+            by_ts = sorted(rows, key=itemgetter(1), reverse=True)
+            latest = list({(row[0], row[2]): row for row in reversed(by_ts)}.values())
+        written = self._seen_written
+        due = arrival - LAST_SEEN_EVERY_MS
+        seen = [(pk, arrival) for pk in devices if written.get(pk, due) <= due]
         batch = TelemetryBatch(
-            rows=rows,
-            latest=list(latest.values()),
-            last_seen=list(seen.items()),
-            pending_hours=sorted(hours),
+            rows=rows, latest=latest, last_seen=seen, pending_hours=sorted(hours)
         )
-        return await self._write_telemetry(batch)
+        inserted = await self._write_telemetry(batch)
+        if len(written) > 1_000_000:  # devices come and go: forget them all now and then
+            written.clear()
+        for pk, _ in seen:
+            written[pk] = arrival
+        return inserted
 
     async def write_attributes(self, device_pk: int, ts: int, values: dict[str, Any]) -> None:
         """Store device-reported attributes; an older report never replaces a newer one."""
@@ -2038,6 +2061,7 @@ __all__ = [
     "Store",
     "TelemetryBatch",
     "Tx",
+    "first_of_each_key",
     "join_value",
     "split_value",
 ]

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store import migrations
-from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
+from m2mhub.store.base import Row, Store, TelemetryBatch, Tx, first_of_each_key
 
 _PLACEHOLDER = re.compile(r"\?")
 # Any constant would do: it only has to be the same in every m2mhub process.
@@ -153,7 +153,9 @@ class PostgresStore(Store):
                 except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
                     pass
                 async with conn.transaction():
-                    await self._copy_in(conn, "_telemetry_in", batch.rows)
+                    # The ORDER BY puts rows of one key in no particular order: keep the
+                    # first of each before, as one statement over the batch would.
+                    await self._copy_in(conn, "_telemetry_in", first_of_each_key(batch.rows))
                     cur = await conn.execute(
                         "INSERT INTO telemetry SELECT * FROM _telemetry_in "
                         "ORDER BY device_pk, ts, key_id ON CONFLICT DO NOTHING"

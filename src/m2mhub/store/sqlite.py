@@ -28,7 +28,7 @@ import msgspec
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store import migrations
-from m2mhub.store.base import Row, Store, TelemetryBatch, Tx
+from m2mhub.store.base import Row, Store, TelemetryBatch, TelemetryRow, Tx, first_of_each_key
 
 T = TypeVar("T")
 
@@ -90,12 +90,48 @@ def _write_rows(
             position += size
 
 
-_INSERT_TELEMETRY = "INSERT INTO telemetry (device_pk, ts, key_id, num, str, bool)"
+#: The value columns of telemetry and latest rows, in the order of a TelemetryRow.
+_VALUE_COLUMNS = ("num", "str", "bool")
 _UPSERT_LATEST = (
     " ON CONFLICT (device_pk, key_id) DO UPDATE SET "
     "ts = excluded.ts, num = excluded.num, str = excluded.str, "
     "bool = excluded.bool WHERE excluded.ts > latest.ts"
 )
+
+
+def _by_value_column(rows: Sequence[Sequence[Any]]) -> list[list[tuple[Any, ...]]]:
+    """(device_pk, ts, key_id, value) rows for each value column: num, str, bool.
+
+    Python's sqlite3 module binds a None through its adapter protocol, which looks for
+    ``__adapt__`` and ``__conform__`` and raises and clears an AttributeError on the way:
+    about a microsecond per None, more than SQLite takes for the rest of the row. So each
+    statement names only the column its values go in; the two others are NULL by default.
+    """
+    split: list[list[tuple[Any, ...]]] = [[], [], []]
+    nums, texts, flags = split
+    for row in rows:
+        device_pk, ts, key_id, num, text, flag = row
+        if num is not None:
+            nums.append((device_pk, ts, key_id, num))
+        elif text is not None:
+            texts.append((device_pk, ts, key_id, text))
+        else:
+            flags.append((device_pk, ts, key_id, flag))
+    return split
+
+
+def _write_values(
+    conn: sqlite3.Connection, table: str, rows: list[TelemetryRow], tail: str
+) -> None:
+    """Telemetry rows into ``table``, one statement per value column (see _by_value_column)."""
+    split = _by_value_column(rows)
+    if table == "telemetry" and sum(1 for part in split if part) > 1:
+        # Written column by column, a later row of a key could come first: keep the first.
+        split = _by_value_column(first_of_each_key(rows))
+    for column, part in zip(_VALUE_COLUMNS, split, strict=True):
+        _write_rows(conn, f"INSERT INTO {table} (device_pk, ts, key_id, {column})", part, tail)
+
+
 #: Pages the writer lets the WAL grow to before it copies them into the database. Each
 #: group of readings dirties a page per device; a checkpoint writes a page once however
 #: often it changed since the last one, so a longer WAL (about 40 MB instead of SQLite's
@@ -213,14 +249,9 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                _write_rows(conn, _INSERT_TELEMETRY, batch.rows, " ON CONFLICT DO NOTHING")
+                _write_values(conn, "telemetry", batch.rows, " ON CONFLICT DO NOTHING")
                 inserted = conn.total_changes - before
-                _write_rows(
-                    conn,
-                    "INSERT INTO latest (device_pk, ts, key_id, num, str, bool)",
-                    batch.latest,
-                    _UPSERT_LATEST,
-                )
+                _write_values(conn, "latest", batch.latest, _UPSERT_LATEST)
                 _write_rows(
                     conn,
                     "UPDATE devices SET last_seen_ms = seen.at, "
