@@ -225,6 +225,11 @@ class SubscriberStats:
     dropped: int
 
 
+#: Events a :class:`BusListener` queues before it drops the oldest: two groups of MQTT
+#: messages (up to 10,000 each, one event per message) fit with room to spare.
+LISTENER_QUEUE: Final = 50_000
+
+
 class BusListener:
     """Hands the events of one bus subscription to ``handle``, one at a time, in its own task.
 
@@ -242,7 +247,7 @@ class BusListener:
         handle: Callable[[Event], Awaitable[None]],
         *,
         name: str,
-        maxsize: int = 10_000,
+        maxsize: int = LISTENER_QUEUE,
         lock: asyncio.Lock | None = None,
     ) -> None:
         self.bus = bus

@@ -25,6 +25,7 @@ from m2mhub.config import Settings
 from m2mhub.core.errors import M2MHubError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
+from m2mhub.ingest.pipeline import IngestBatch, Stage
 from m2mhub.platform import Platform
 from m2mhub.store import Segment
 from m2mhub.store.models import KeySpec
@@ -621,3 +622,78 @@ async def test_data_after_a_last_will_brings_the_device_back(hub: Hub) -> None:
         return shown["status"] == "online" and shown["connected"] is None
 
     await eventually(back_online, "the device counts as online again")
+
+
+async def test_mosquitto_sends_a_backlog_before_the_first_acknowledgement(
+    backend: str, tmp_path: Path
+) -> None:
+    """Groups grow with a backlog only if the broker sends more than it has had acknowledged:
+    the subscriber asks for the largest Receive Maximum (MQTT 5)."""
+    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+    settings = Settings(
+        data_dir=tmp_path,
+        roles="api,ingest",
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        mqtt_username=broker.admin,
+        mqtt_password=broker.password,
+        mqtt_client_id=f"m2mhub-backlog-{tmp_path.name}",
+        mqtt_device_rate=10_000,
+    )
+    store, schema = new_store(backend, tmp_path)
+    count = 2_000
+    try:
+        async with Platform(settings, store=store) as platform:
+            tenant = await platform.registry.create_tenant("acme")
+            await platform.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
+            device, token = await platform.registry.create_device(
+                tenant.id, type_name="sensor", name="d1", device_id="d1"
+            )
+            # Nothing is stored, so nothing is acknowledged, until the gate opens.
+            gate = asyncio.Event()
+
+            async def wait_at_the_gate(batch: IngestBatch) -> IngestBatch:
+                await gate.wait()
+                return batch
+
+            async def wait_many(batches: list[IngestBatch], on_reject: object) -> list[IngestBatch]:
+                await gate.wait()
+                return batches
+
+            platform.pipeline.handlers.insert(0, Stage(wait_at_the_gate, wait_many))
+            transport = platform.mqtt
+            assert transport is not None
+            base = now_ms() - 10_000
+
+            def publish() -> None:
+                client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="d1")
+                client.username_pw_set("d1", token)
+                client.connect("127.0.0.1", broker.port)
+                client.loop_start()
+                sent = [
+                    client.publish(
+                        "m2m/d1/telemetry", json.dumps({"ts": base + i, "values": {"temp": i}}), 1
+                    )
+                    for i in range(count)
+                ]
+                for message in sent:  # acknowledged by the broker, not yet by m2mhub
+                    message.wait_for_publish(DEADLINE_S)
+                    assert message.is_published()
+                client.loop_stop()
+                client.disconnect()
+
+            await asyncio.to_thread(publish)
+
+            async def all_delivered() -> bool:
+                return transport.received + len(transport._inbox) == count
+
+            await eventually(all_delivered, f"the broker sent all {count} before any PUBACK")
+            gate.set()
+
+            async def all_stored() -> bool:
+                return await platform.store.count_points(device.pk) == count
+
+            await eventually(all_stored, f"{count} readings stored")
+    finally:
+        broker.stop()
+        if schema:
+            drop_schema(schema)

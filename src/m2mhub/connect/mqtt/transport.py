@@ -59,13 +59,17 @@ LOG_EVERY_S: Final = 10.0
 #: How long the subscriber keeps a telemetry topic's device and type before asking the
 #: registry again (which caches them for 10 s itself).
 ROUTE_TTL_S: Final = 2.0
-#: At most this many received messages are handled together (one transaction, one write of acks).
-GROUP_MAX: Final = 5_000
+#: At most this many received messages are handled together (one transaction, one write of
+#: acks). A large transaction writes each device's pages once for more of its readings.
+GROUP_MAX: Final = 10_000
 #: Groups handled at once: while one waits for its commit, the next is parsed.
 GROUPS_IN_FLIGHT: Final = 2
 #: PUBACK with a packet id and nothing else: MQTT 3.1.1 section 3.4; in MQTT 5 (section
 #: 3.4.2.1) the reason code may be left out when it is 0 (success) and there are no properties.
 PUBACK: Final = b"\x40\x02"
+#: Unacknowledged QoS 1 messages the broker may send us at once (MQTT 5 Receive Maximum, the
+#: most there is). Without it Mosquitto applies a limit of its own, far below two groups.
+RECEIVE_MAXIMUM: Final = 65_535
 
 
 class BrokerAddress:
@@ -199,6 +203,7 @@ class MqttTransport:
             clean_session=False,
             optimistic_acknowledgement=False,
             session_expiry_interval=3600,
+            receive_maximum=RECEIVE_MAXIMUM,
         )
         client.set_auth_credentials(self.address.username, self.address.password)
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 2})
