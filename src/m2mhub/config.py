@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         "per process); empty means m2mhub-<hostname>.",
     )
     mqtt_max_payload_bytes: int = Field(262_144, description="Largest accepted MQTT payload.")
+    mqtt_receive_maximum: int = Field(
+        30_000,
+        ge=1,
+        le=65_535,
+        description="QoS 1 messages an external MQTT 5 broker may send the subscriber before "
+        "it acknowledges them (Receive Maximum): at most this many wait in memory.",
+    )
     mqtt_device_rate: float = Field(
         50.0,
         gt=0,

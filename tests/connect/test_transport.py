@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from m2mhub.config import Settings
-from m2mhub.connect.mqtt.transport import BrokerAddress, MqttTransport
+from m2mhub.connect.mqtt.transport import (
+    GROUP_MAX,
+    GROUP_MAX_BYTES,
+    BrokerAddress,
+    MqttTransport,
+)
 from m2mhub.core.timeutil import now_ms
 from m2mhub.platform import Platform
 from m2mhub.store.models import KeySpec
@@ -123,6 +128,23 @@ async def test_a_store_failure_acknowledges_only_what_was_refused(
     assert acks(transport) == [2, 1, 2, 3]
     assert await points(transport, "d1") == 1
     assert await points(transport, "d2") == 1
+
+
+async def test_groups_stop_at_their_count_or_their_bytes(transport: MqttTransport) -> None:
+    small = [(i, "m2m/d1/telemetry", b"{}") for i in range(1, GROUP_MAX + 3)]
+    transport._inbox.extend(small)
+    assert transport._take_group() == small[:GROUP_MAX]
+    assert transport._take_group() == small[GROUP_MAX:]
+    big = b"x" * (GROUP_MAX_BYTES // 2 + 1)  # two of them are over the limit
+    large = [(i, "m2m/d1/telemetry", big) for i in (1, 2, 3)]
+    transport._inbox.extend(large)
+    assert [mid for mid, _, _ in transport._take_group()] == [1]
+    assert [mid for mid, _, _ in transport._take_group()] == [2]
+    huge = (4, "m2m/d1/telemetry", b"x" * (GROUP_MAX_BYTES + 1))  # alone over it: still taken
+    transport._inbox.append(huge)
+    assert [mid for mid, _, _ in transport._take_group()] == [3]
+    assert transport._take_group() == [huge]
+    assert transport._inbox == []
 
 
 def test_the_fast_reader_takes_qos1_publish_and_leaves_the_rest(tmp_path: Path) -> None:

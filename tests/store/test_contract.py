@@ -9,6 +9,7 @@ import pytest
 
 from m2mhub.core.errors import ConflictError, NotFoundError
 from m2mhub.core.values import Role
+from m2mhub.registry.service import DeviceStatus, Registry
 from m2mhub.store import Segment, Store
 from m2mhub.store.base import HOUR_MS, MINUTE_MS
 from m2mhub.store.models import Device, KeySpec, Tenant
@@ -177,6 +178,27 @@ async def test_last_seen_moves_at_most_once_a_second_but_at_once_after_a_last_wi
     assert [p.ts for p in points] == [T0 - 5, T0 + 395, T0 + 995, T0 + 1195]
 
 
+async def test_a_device_reporting_every_second_stays_online_despite_the_last_seen_lag(
+    store: Store, tenant: Tenant
+) -> None:
+    device_type = await store.create_device_type(
+        tenant.id, "fast", [], strict=False, report_interval_s=1, retention_days=None
+    )
+    [device] = await store.create_devices(tenant.id, [("f1", device_type.id, "f1", "hash", {})])
+    for arrival in (T0, T0 + 999):  # the second reading leaves last-seen at T0
+        await store.write_readings([(device.pk, arrival, {"v": 1.0})], arrival_ms=arrival)
+    device = await store.get_device(device.id)
+    assert device.last_seen_ms == T0
+    # 2,020 ms after T0, 1,021 after the last reading: within two intervals of 1 s.
+    registry = Registry(store, offline_factor=2.0)
+    assert registry.status(device, device_type, now=T0 + 2020) is DeviceStatus.ONLINE
+    [change] = await store.presence_changes(now=T0 + 2020, offline_factor=2.0)
+    assert change.online
+    assert registry.status(device, device_type, now=T0 + 3001) is DeviceStatus.OFFLINE
+    [change] = await store.presence_changes(now=T0 + 3001, offline_factor=2.0)
+    assert not change.online
+
+
 async def test_a_batch_of_numbers_strings_and_flags_keeps_the_first_of_each_key(
     store: Store, tenant: Tenant
 ) -> None:
@@ -205,10 +227,16 @@ async def test_a_batch_of_numbers_strings_and_flags_keeps_the_first_of_each_key(
         "on": (T0 + 1000, True),
         "n": (T0 + 1000, 3.0),
     }
-    # A key that changes kind replaces the other columns of its latest value.
+    # A key that changes kind clears the other columns of its latest value (a value is read
+    # from the first column set: number, then string, then flag).
     await store.write_readings([(device.pk, T0 + 3000, {"temp": 30.0, "state": "busy"})])
-    latest = (await store.latest([device.pk], ["temp", "state"]))[device.pk]
-    assert latest == {"temp": (T0 + 3000, 30.0), "state": (T0 + 3000, "busy")}
+    await store.write_readings([(device.pk, T0 + 4000, {"n": "three", "state": True})])
+    latest = (await store.latest([device.pk], ["temp", "state", "n"]))[device.pk]
+    assert latest == {
+        "temp": (T0 + 3000, 30.0),
+        "state": (T0 + 4000, True),
+        "n": (T0 + 4000, "three"),
+    }
 
 
 async def test_latest_of_a_batch_with_one_ts_twice_keeps_the_first(

@@ -27,7 +27,7 @@ from m2mhub.core.timeutil import now_ms
 from m2mhub.core.values import Role
 from m2mhub.registry.methods import check_methods
 from m2mhub.registry.naming import check_device_id, check_key, check_name, check_slug
-from m2mhub.store.base import Store
+from m2mhub.store.base import LAST_SEEN_EVERY_MS, Store
 from m2mhub.store.models import ApiKey, Device, DeviceType, KeySpec, MethodSpec, Tenant, User
 
 # How long a verified credential is trusted without asking the store again. A
@@ -421,7 +421,8 @@ class Registry:
             return DeviceStatus.NEVER_SEEN
         if device.connected is False:
             return DeviceStatus.OFFLINE
-        window = device_type.report_interval_s * 1000 * self.offline_factor
+        # Readings move last-seen once it is LAST_SEEN_EVERY_MS old: allow for that lag.
+        window = device_type.report_interval_s * 1000 * self.offline_factor + LAST_SEEN_EVERY_MS
         current = now if now is not None else now_ms()
         return (
             DeviceStatus.ONLINE if current - device.last_seen_ms <= window else DeviceStatus.OFFLINE

@@ -46,9 +46,9 @@ from m2mhub.store.models import (
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
-#: A device's last-seen time is written with its readings at most this often: a device
-#: sending 30 messages a second costs one row update a second, not 30. (It also moves on
-#: the device's birth message, and on any reading after its last will.)
+#: A device's last-seen time moves with its readings only once it is this much older: a
+#: device sending 30 messages a second costs one row update a second, not 30. (A reading
+#: after the device's last will moves it at once.) Presence allows for the lag.
 LAST_SEEN_EVERY_MS: Final = 1_000
 
 Row = tuple[Any, ...]
@@ -127,8 +127,6 @@ class Store(abc.ABC):
     def __init__(self) -> None:
         self._key_ids: dict[str, int] = {}
         self._key_names: dict[int, str] = {}
-        # device pk -> the arrival time last written as its last-seen time (LAST_SEEN_EVERY_MS)
-        self._seen_written: dict[int, int] = {}
 
     # -- what a backend provides ------------------------------------------------
 
@@ -508,7 +506,6 @@ class Store(abc.ABC):
 
     async def set_connected(self, device_pk: int, connected: bool, at_ms: int) -> None:
         """Record a device's connection state (MQTT birth or last will)."""
-        self._seen_written.pop(device_pk, None)  # its next reading marks it seen again
         async with self.transaction() as tx:
             await tx.execute(
                 "UPDATE devices SET connected = ? WHERE pk = ?", (connected, device_pk)
@@ -527,7 +524,8 @@ class Store(abc.ABC):
 
         Presence follows the same rule as the status read by the API: online
         while heard from within ``offline_factor`` report intervals of the
-        device's type and not disconnected; devices never heard from have none.
+        device's type (and the lag of LAST_SEEN_EVERY_MS) and not disconnected;
+        devices never heard from have none.
         A change is claimed by a conditional update, so when several processes
         look at once, one of them announces it.
         """
@@ -535,13 +533,19 @@ class Store(abc.ABC):
             "SELECT pk, tenant_id, id, presence, computed, connected FROM ("
             " SELECT d.pk, d.tenant_id, d.id, d.presence, d.connected, CASE"
             "  WHEN d.connected = ? THEN 'offline'"
-            "  WHEN ? - d.last_seen_ms <= t.report_interval_s * 1000 * ? THEN 'online'"
+            "  WHEN ? - d.last_seen_ms <= t.report_interval_s * 1000 * ? + ? THEN 'online'"
             "  ELSE 'offline' END AS computed"
             " FROM devices d JOIN device_types t ON t.id = d.type_id"
             " WHERE d.last_seen_ms IS NOT NULL"
             + (" AND d.pk = ?" if device_pk is not None else "")
             + ") AS p WHERE presence IS NULL OR presence <> computed",
-            (False, now, offline_factor, *(() if device_pk is None else (device_pk,))),
+            (
+                False,
+                now,
+                offline_factor,
+                LAST_SEEN_EVERY_MS,
+                *(() if device_pk is None else (device_pk,)),
+            ),
         )
         changes = []
         for pk, tenant_id, device_id, previous, presence, connected in rows:
@@ -1018,18 +1022,13 @@ class Store(abc.ABC):
             # then read backwards, so the row that a dict keeps last is that newest, first one.
             by_ts = sorted(rows, key=itemgetter(1), reverse=True)
             latest = list({(row[0], row[2]): row for row in reversed(by_ts)}.values())
-        written = self._seen_written
-        due = arrival - LAST_SEEN_EVERY_MS
-        seen = [(pk, arrival) for pk in devices if written.get(pk, due) <= due]
         batch = TelemetryBatch(
-            rows=rows, latest=latest, last_seen=seen, pending_hours=sorted(hours)
+            rows=rows,
+            latest=latest,
+            last_seen=[(pk, arrival) for pk in devices],
+            pending_hours=sorted(hours),
         )
-        inserted = await self._write_telemetry(batch)
-        if len(written) > 1_000_000:  # devices come and go: forget them all now and then
-            written.clear()
-        for pk, _ in seen:
-            written[pk] = arrival
-        return inserted
+        return await self._write_telemetry(batch)
 
     async def write_attributes(self, device_pk: int, ts: int, values: dict[str, Any]) -> None:
         """Store device-reported attributes; an older report never replaces a newer one."""

@@ -23,7 +23,14 @@ from psycopg_pool import AsyncConnectionPool
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store import migrations
-from m2mhub.store.base import Row, Store, TelemetryBatch, Tx, first_of_each_key
+from m2mhub.store.base import (
+    LAST_SEEN_EVERY_MS,
+    Row,
+    Store,
+    TelemetryBatch,
+    Tx,
+    first_of_each_key,
+)
 
 _PLACEHOLDER = re.compile(r"\?")
 # Any constant would do: it only has to be the same in every m2mhub process.
@@ -195,9 +202,10 @@ class PostgresStore(Store):
                 "WHERE excluded.ts > latest.ts"
             )
             await cur.executemany(
-                "UPDATE devices SET last_seen_ms = %(at)s, connected = NULLIF(connected, FALSE) "
-                "WHERE pk = %(pk)s "
-                "AND (last_seen_ms IS NULL OR last_seen_ms < %(at)s)",
+                "UPDATE devices SET last_seen_ms = GREATEST(last_seen_ms, %(at)s), "
+                "connected = NULLIF(connected, FALSE) "
+                "WHERE pk = %(pk)s AND (last_seen_ms IS NULL "
+                f"OR last_seen_ms <= %(at)s - {LAST_SEEN_EVERY_MS} OR connected = FALSE)",
                 [{"pk": pk, "at": at} for pk, at in sorted(batch.last_seen)],
             )
             await cur.executemany(

@@ -28,7 +28,15 @@ import msgspec
 from m2mhub.core.errors import StoreError
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store import migrations
-from m2mhub.store.base import Row, Store, TelemetryBatch, TelemetryRow, Tx, first_of_each_key
+from m2mhub.store.base import (
+    LAST_SEEN_EVERY_MS,
+    Row,
+    Store,
+    TelemetryBatch,
+    TelemetryRow,
+    Tx,
+    first_of_each_key,
+)
 
 T = TypeVar("T")
 
@@ -254,12 +262,13 @@ class SqliteStore(Store):
                 _write_values(conn, "latest", batch.latest, _UPSERT_LATEST)
                 _write_rows(
                     conn,
-                    "UPDATE devices SET last_seen_ms = seen.at, "
+                    "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), seen.at), "
                     "connected = NULLIF(connected, FALSE) "
                     "FROM (SELECT column1 AS pk, column2 AS at FROM (",
                     batch.last_seen,
                     ")) AS seen WHERE devices.pk = seen.pk "
-                    "AND (last_seen_ms IS NULL OR last_seen_ms < seen.at)",
+                    f"AND (last_seen_ms IS NULL OR last_seen_ms <= seen.at - {LAST_SEEN_EVERY_MS} "
+                    "OR connected = FALSE)",
                 )
                 _write_rows(
                     conn,

@@ -59,17 +59,18 @@ LOG_EVERY_S: Final = 10.0
 #: How long the subscriber keeps a telemetry topic's device and type before asking the
 #: registry again (which caches them for 10 s itself).
 ROUTE_TTL_S: Final = 2.0
-#: At most this many received messages are handled together (one transaction, one write of
-#: acks). A large transaction writes each device's pages once for more of its readings.
+#: At most this many received messages, and payloads of at most this many bytes, are handled
+#: together (one transaction, one write of acks). A large transaction writes each device's
+#: pages once for more of its readings.
 GROUP_MAX: Final = 10_000
+GROUP_MAX_BYTES: Final = 32 * 1024 * 1024
+#: While a group is parsed, the event loop turns to other work after this many messages.
+YIELD_EVERY: Final = 1_000
 #: Groups handled at once: while one waits for its commit, the next is parsed.
 GROUPS_IN_FLIGHT: Final = 2
 #: PUBACK with a packet id and nothing else: MQTT 3.1.1 section 3.4; in MQTT 5 (section
 #: 3.4.2.1) the reason code may be left out when it is 0 (success) and there are no properties.
 PUBACK: Final = b"\x40\x02"
-#: Unacknowledged QoS 1 messages the broker may send us at once (MQTT 5 Receive Maximum, the
-#: most there is). Without it Mosquitto applies a limit of its own, far below two groups.
-RECEIVE_MAXIMUM: Final = 65_535
 
 
 class BrokerAddress:
@@ -203,7 +204,9 @@ class MqttTransport:
             clean_session=False,
             optimistic_acknowledgement=False,
             session_expiry_interval=3600,
-            receive_maximum=RECEIVE_MAXIMUM,
+            # Enough for groups to grow to GROUP_MAX with a backlog at the broker; without
+            # it Mosquitto sends a few hundred messages ahead of the acknowledgements.
+            receive_maximum=self.platform.settings.mqtt_receive_maximum,
         )
         client.set_auth_credentials(self.address.username, self.address.password)
         client.set_config({"reconnect_retries": -1, "reconnect_delay": 2})
@@ -249,8 +252,8 @@ class MqttTransport:
             self._grouper = None
         # Let the handlers of messages already received finish (and commit) before the
         # store closes; they are not acknowledged, so the broker would send them again.
-        if self._inbox:
-            messages, self._inbox = self._inbox, []
+        while self._inbox:
+            messages = self._take_group()
             self._track(asyncio.create_task(self._handle_group(messages)))
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=10)
@@ -393,8 +396,7 @@ class MqttTransport:
         while True:
             await self._arrived.wait()
             await slots.acquire()
-            messages = self._inbox[:GROUP_MAX]
-            del self._inbox[:GROUP_MAX]
+            messages = self._take_group()
             if not self._inbox:
                 self._arrived.clear()
             if not messages:
@@ -403,6 +405,18 @@ class MqttTransport:
             task = asyncio.create_task(self._handle_group(messages))
             self._track(task)
             task.add_done_callback(lambda _: slots.release())
+
+    def _take_group(self) -> list[tuple[int, str, bytes]]:
+        """The oldest messages of the inbox, up to GROUP_MAX of them and GROUP_MAX_BYTES."""
+        messages = self._inbox[:GROUP_MAX]
+        size = 0
+        for index, (_, _, payload) in enumerate(messages):
+            size += len(payload)
+            if size > GROUP_MAX_BYTES and index:
+                messages = messages[:index]
+                break
+        del self._inbox[: len(messages)]
+        return messages
 
     async def _handle_group(self, messages: list[tuple[int, str, bytes]]) -> None:
         """Telemetry of the whole group through the pipeline at once; then the PUBACKs.
@@ -417,7 +431,9 @@ class MqttTransport:
         mids: list[int] = []
         arrival = now_ms()
         clock = time.monotonic()
-        for mid, topic, payload in messages:
+        for index, (mid, topic, payload) in enumerate(messages):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large group does not hold the API up
             route = self._routes.get(topic)
             if route is None or route[0] < clock:
                 parsed = parse_topic(topic)
