@@ -30,7 +30,7 @@ from m2mhub.platform import Platform
 from m2mhub.store import Segment
 from m2mhub.store.models import KeySpec
 from tests.conftest import drop_schema, free_port, new_store, same_database
-from tests.mosquitto import start_mosquitto
+from tests.mosquitto import Mosquitto, start_mosquitto
 
 DEADLINE_S = 10.0
 
@@ -439,18 +439,41 @@ async def test_a_command_waits_for_an_offline_device(hub: Hub) -> None:
         device.disconnect()
 
 
-async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
-    """Mosquitto restarts mid-stream: every reading it acknowledged is stored exactly once."""
-    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
-    settings = Settings(
+def external_settings(broker: Mosquitto, tmp_path: Path, name: str) -> Settings:
+    """api and ingest against ``broker``, with a device rate no test here reaches."""
+    return Settings(
         data_dir=tmp_path,
         roles="api,ingest",
         mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
         mqtt_username=broker.admin,
         mqtt_password=broker.password,
-        mqtt_client_id=f"m2mhub-restart-{tmp_path.name}",
+        mqtt_client_id=f"m2mhub-{name}-{tmp_path.name}",
         mqtt_device_rate=10_000,
     )
+
+
+def publish_readings(port: int, token: str, base: int, numbers: range) -> None:
+    """A session of device d1: connect, publish reading i (temp i at base + i) at QoS 1 for
+    each number, wait for every PUBACK of the broker."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="d1")
+    client.username_pw_set("d1", token)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    sent = [
+        client.publish("m2m/d1/telemetry", json.dumps({"ts": base + i, "values": {"temp": i}}), 1)
+        for i in numbers
+    ]
+    for message in sent:
+        message.wait_for_publish(DEADLINE_S)
+        assert message.is_published()
+    client.loop_stop()
+    client.disconnect()
+
+
+async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """Mosquitto restarts mid-stream: every reading it acknowledged is stored exactly once."""
+    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
+    settings = external_settings(broker, tmp_path, "restart")
     store, schema = new_store(backend, tmp_path)
     try:
         async with Platform(settings, store=store) as platform:
@@ -460,32 +483,11 @@ async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_p
                 tenant.id, type_name="sensor", name="d1", device_id="d1"
             )
             base = now_ms() - 10_000
-
-            def publish(first: int, count: int) -> None:
-                """A device session: connect, publish QoS 1, wait for every PUBACK."""
-                client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="d1")
-                client.username_pw_set("d1", token)
-                client.connect("127.0.0.1", broker.port)
-                client.loop_start()
-                sent = [
-                    client.publish(
-                        "m2m/d1/telemetry",
-                        json.dumps({"ts": base + i, "values": {"temp": i}}),
-                        qos=1,
-                    )
-                    for i in range(first, first + count)
-                ]
-                for message in sent:
-                    message.wait_for_publish(DEADLINE_S)
-                    assert message.is_published()
-                client.loop_stop()
-                client.disconnect()
-
-            await asyncio.to_thread(publish, 0, 300)
+            await asyncio.to_thread(publish_readings, broker.port, token, base, range(300))
             # A clean restart: Mosquitto saves its queues (persistence) and comes back.
             await asyncio.to_thread(broker.stop)
             await asyncio.to_thread(broker.restart)
-            await asyncio.to_thread(publish, 300, 300)
+            await asyncio.to_thread(publish_readings, broker.port, token, base, range(300, 600))
 
             async def all_stored() -> bool:
                 return await platform.store.count_points(device.pk) == 600
@@ -628,17 +630,9 @@ async def test_mosquitto_sends_a_backlog_before_the_first_acknowledgement(
     backend: str, tmp_path: Path
 ) -> None:
     """Groups grow with a backlog only if the broker sends more than it has had acknowledged:
-    the subscriber asks for the largest Receive Maximum (MQTT 5)."""
+    the subscriber asks for a Receive Maximum (MQTT 5) of mqtt_receive_maximum."""
     broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
-    settings = Settings(
-        data_dir=tmp_path,
-        roles="api,ingest",
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-        mqtt_username=broker.admin,
-        mqtt_password=broker.password,
-        mqtt_client_id=f"m2mhub-backlog-{tmp_path.name}",
-        mqtt_device_rate=10_000,
-    )
+    settings = external_settings(broker, tmp_path, "backlog")
     store, schema = new_store(backend, tmp_path)
     count = 2_000
     try:
@@ -662,26 +656,9 @@ async def test_mosquitto_sends_a_backlog_before_the_first_acknowledgement(
             platform.pipeline.handlers.insert(0, Stage(wait_at_the_gate, wait_many))
             transport = platform.mqtt
             assert transport is not None
+            # Acknowledged by the broker, not yet by m2mhub.
             base = now_ms() - 10_000
-
-            def publish() -> None:
-                client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="d1")
-                client.username_pw_set("d1", token)
-                client.connect("127.0.0.1", broker.port)
-                client.loop_start()
-                sent = [
-                    client.publish(
-                        "m2m/d1/telemetry", json.dumps({"ts": base + i, "values": {"temp": i}}), 1
-                    )
-                    for i in range(count)
-                ]
-                for message in sent:  # acknowledged by the broker, not yet by m2mhub
-                    message.wait_for_publish(DEADLINE_S)
-                    assert message.is_published()
-                client.loop_stop()
-                client.disconnect()
-
-            await asyncio.to_thread(publish)
+            await asyncio.to_thread(publish_readings, broker.port, token, base, range(count))
 
             async def all_delivered() -> bool:
                 return transport.received + len(transport._inbox) == count
