@@ -7,6 +7,7 @@ own (dynamic security, on a free port), on each store backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from m2mhub.core.values import Role
 from m2mhub.ingest.pipeline import IngestBatch, Stage
 from m2mhub.platform import Platform
 from m2mhub.store import Segment
-from m2mhub.store.models import KeySpec
+from m2mhub.store.models import Device, KeySpec
 from tests.conftest import drop_schema, free_port, new_store, same_database
 from tests.mosquitto import Mosquitto, start_mosquitto
 
@@ -470,37 +471,44 @@ def publish_readings(port: int, token: str, base: int, numbers: range) -> None:
     client.disconnect()
 
 
-async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
-    """Mosquitto restarts mid-stream: every reading it acknowledged is stored exactly once."""
+@contextlib.asynccontextmanager
+async def on_mosquitto(
+    backend: str, tmp_path: Path, name: str
+) -> AsyncIterator[tuple[Mosquitto, Platform, Device, str]]:
+    """A platform against a Mosquitto of its own, with device d1 (type sensor, key temp) and
+    its token; the broker is stopped and the store dropped on exit."""
     broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
-    settings = external_settings(broker, tmp_path, "restart")
     store, schema = new_store(backend, tmp_path)
     try:
-        async with Platform(settings, store=store) as platform:
+        async with Platform(external_settings(broker, tmp_path, name), store=store) as platform:
             tenant = await platform.registry.create_tenant("acme")
             await platform.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
             device, token = await platform.registry.create_device(
                 tenant.id, type_name="sensor", name="d1", device_id="d1"
             )
-            base = now_ms() - 10_000
-            await asyncio.to_thread(publish_readings, broker.port, token, base, range(300))
-            # A clean restart: Mosquitto saves its queues (persistence) and comes back.
-            await asyncio.to_thread(broker.stop)
-            await asyncio.to_thread(broker.restart)
-            await asyncio.to_thread(publish_readings, broker.port, token, base, range(300, 600))
-
-            async def all_stored() -> bool:
-                return await platform.store.count_points(device.pk) == 600
-
-            await eventually(all_stored, "600 readings stored after the broker restart")
-            history = await platform.store.history(
-                [Segment(device.pk, base, base + 600)], limit=1000
-            )
-            assert [p.value for p in history] == [float(i) for i in range(600)]
+            yield broker, platform, device, token
     finally:
         broker.stop()
         if schema:
             drop_schema(schema)
+
+
+async def test_a_broker_restart_loses_and_duplicates_nothing(backend: str, tmp_path: Path) -> None:
+    """Mosquitto restarts mid-stream: every reading it acknowledged is stored exactly once."""
+    async with on_mosquitto(backend, tmp_path, "restart") as (broker, platform, device, token):
+        base = now_ms() - 10_000
+        await asyncio.to_thread(publish_readings, broker.port, token, base, range(300))
+        # A clean restart: Mosquitto saves its queues (persistence) and comes back.
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.restart)
+        await asyncio.to_thread(publish_readings, broker.port, token, base, range(300, 600))
+
+        async def all_stored() -> bool:
+            return await platform.store.count_points(device.pk) == 600
+
+        await eventually(all_stored, "600 readings stored after the broker restart")
+        history = await platform.store.history([Segment(device.pk, base, base + 600)], limit=1000)
+        assert [p.value for p in history] == [float(i) for i in range(600)]
 
 
 async def test_two_ingest_processes_share_the_stream(tmp_path: Path) -> None:
@@ -631,46 +639,33 @@ async def test_mosquitto_sends_a_backlog_before_the_first_acknowledgement(
 ) -> None:
     """Groups grow with a backlog only if the broker sends more than it has had acknowledged:
     the subscriber asks for a Receive Maximum (MQTT 5) of mqtt_receive_maximum."""
-    broker = await asyncio.to_thread(start_mosquitto, tmp_path / "mosquitto")
-    settings = external_settings(broker, tmp_path, "backlog")
-    store, schema = new_store(backend, tmp_path)
     count = 2_000
-    try:
-        async with Platform(settings, store=store) as platform:
-            tenant = await platform.registry.create_tenant("acme")
-            await platform.registry.create_device_type(tenant.id, "sensor", [KeySpec("temp")])
-            device, token = await platform.registry.create_device(
-                tenant.id, type_name="sensor", name="d1", device_id="d1"
-            )
-            # Nothing is stored, so nothing is acknowledged, until the gate opens.
-            gate = asyncio.Event()
+    async with on_mosquitto(backend, tmp_path, "backlog") as (broker, platform, device, token):
+        # Nothing is stored, so nothing is acknowledged, until the gate opens.
+        gate = asyncio.Event()
 
-            async def wait_at_the_gate(batch: IngestBatch) -> IngestBatch:
-                await gate.wait()
-                return batch
+        async def wait_at_the_gate(batch: IngestBatch) -> IngestBatch:
+            await gate.wait()
+            return batch
 
-            async def wait_many(batches: list[IngestBatch], on_reject: object) -> list[IngestBatch]:
-                await gate.wait()
-                return batches
+        async def wait_many(batches: list[IngestBatch], on_reject: object) -> list[IngestBatch]:
+            await gate.wait()
+            return batches
 
-            platform.pipeline.handlers.insert(0, Stage(wait_at_the_gate, wait_many))
-            transport = platform.mqtt
-            assert transport is not None
-            # Acknowledged by the broker, not yet by m2mhub.
-            base = now_ms() - 10_000
-            await asyncio.to_thread(publish_readings, broker.port, token, base, range(count))
+        platform.pipeline.handlers.insert(0, Stage(wait_at_the_gate, wait_many))
+        transport = platform.mqtt
+        assert transport is not None
+        # Acknowledged by the broker, not yet by m2mhub.
+        base = now_ms() - 10_000
+        await asyncio.to_thread(publish_readings, broker.port, token, base, range(count))
 
-            async def all_delivered() -> bool:
-                return transport.received + len(transport._inbox) == count
+        async def all_delivered() -> bool:
+            return transport.received + len(transport._inbox) == count
 
-            await eventually(all_delivered, f"the broker sent all {count} before any PUBACK")
-            gate.set()
+        await eventually(all_delivered, f"the broker sent all {count} before any PUBACK")
+        gate.set()
 
-            async def all_stored() -> bool:
-                return await platform.store.count_points(device.pk) == count
+        async def all_stored() -> bool:
+            return await platform.store.count_points(device.pk) == count
 
-            await eventually(all_stored, f"{count} readings stored")
-    finally:
-        broker.stop()
-        if schema:
-            drop_schema(schema)
+        await eventually(all_stored, f"{count} readings stored")
