@@ -108,6 +108,23 @@ async def test_a_group_is_stored_together_and_acknowledged_in_order(
     assert transport.rejected == 3
 
 
+async def test_a_device_unknown_to_one_group_is_found_by_the_next_once_created(
+    transport: MqttTransport,
+) -> None:
+    ts = now_ms() - 60_000
+    group = [(1, "m2m/d1/telemetry", reading(ts, 1.5)), (2, "m2m/d3/telemetry", reading(ts, 3.5))]
+    await transport._handle_group(group)
+    assert acks(transport) == [1, 2]
+    assert transport.rejected == 1
+    registry = transport.platform.registry
+    tenant = await registry.tenant("acme")
+    await registry.create_device(tenant.id, type_name="sensor", name="d3", device_id="d3")
+    await transport._handle_group([(3, "m2m/d3/telemetry", reading(ts + 1, 3.5))])
+    assert acks(transport) == [1, 2, 3]
+    assert transport.rejected == 1
+    assert await points(transport, "d3") == 1
+
+
 async def test_a_store_failure_acknowledges_only_what_was_refused(
     transport: MqttTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ import enum
 import io
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, Protocol
 
 import msgspec
@@ -399,6 +399,25 @@ class Registry:
         device = await self.store.get_device(device_id)
         self._by_id[device_id] = (time.monotonic() + _AUTH_CACHE_S, device)
         return device
+
+    async def devices(self, device_ids: Iterable[str]) -> dict[str, Device]:
+        """The known devices among ``device_ids``, by id: :meth:`device` for many, one query."""
+        now = time.monotonic()
+        found: dict[str, Device] = {}
+        missing: list[str] = []
+        for device_id in device_ids:
+            cached = self._by_id.get(device_id)
+            if cached and cached[0] > now:
+                found[device_id] = cached[1]
+            else:
+                missing.append(device_id)
+        if missing:
+            fetched = await self.store.devices_by_id(None, missing)
+            until = time.monotonic() + _AUTH_CACHE_S
+            for device_id, device in fetched.items():
+                self._by_id[device_id] = (until, device)
+            found.update(fetched)
+        return found
 
     async def device_type_of(self, device: Device) -> DeviceType:
         """The type of ``device`` (cached briefly: types change rarely)."""

@@ -178,6 +178,7 @@ class SqliteStore(Store):
         conn = self._connect()
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
+        conn.execute("PRAGMA temp_store=MEMORY")
         return conn
 
     async def open(self) -> None:

@@ -431,29 +431,25 @@ class MqttTransport:
         mids: list[int] = []
         arrival = now_ms()
         clock = time.monotonic()
+        routes = self._routes
+        stale = {t for _, t, _ in messages if (r := routes.get(t)) is None or r[0] < clock}
+        if stale:
+            await self._route(stale, clock)
         for index, (mid, topic, payload) in enumerate(messages):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # a large group does not hold the API up
-            route = self._routes.get(topic)
-            if route is None or route[0] < clock:
+            route = routes.get(topic)
+            if route is None:  # not the telemetry topic of a known device
                 parsed = parse_topic(topic)
                 if parsed is None:
                     done.add(mid)
-                    continue
-                if parsed.channel is not Channel.TELEMETRY:
+                elif parsed.channel is not Channel.TELEMETRY:
                     self._handle_alone(mid, topic, payload)
-                    continue
-                try:
-                    device = await self.platform.registry.device(parsed.device_id)
-                    device_type = await self.platform.registry.device_type_of(device)
-                except NotFoundError:
-                    self._routes.pop(topic, None)
+                else:
                     self.rejected += 1
                     self._log(parsed.device_id, "message from an unknown device")
                     done.add(mid)
-                    continue
-                route = (clock + ROUTE_TTL_S, device, device_type)
-                self._routes[topic] = route
+                continue
             _, device, device_type = route
             try:
                 self._check_limits(device, payload, clock)
@@ -484,6 +480,28 @@ class MqttTransport:
                 done.update(mids)
         # In the order received (MQTT 3.1.1 section 4.6).
         self._acknowledge([mid for mid, _, _ in messages if mid in done])
+
+    async def _route(self, topics: set[str], clock: float) -> None:
+        """Find the device and type of each telemetry topic among ``topics``, in one query.
+
+        A topic of another channel or of an unknown device is left without a route.
+        """
+        wanted: dict[str, str] = {}  # device id -> its telemetry topic
+        for topic in topics:
+            self._routes.pop(topic, None)
+            parsed = parse_topic(topic)
+            if parsed is not None and parsed.channel is Channel.TELEMETRY:
+                wanted[parsed.device_id] = topic
+        if not wanted:
+            return
+        devices = await self.platform.registry.devices(wanted)
+        until = clock + ROUTE_TTL_S
+        for device_id, device in devices.items():
+            try:
+                device_type = await self.platform.registry.device_type_of(device)
+            except NotFoundError:  # deleted meanwhile: as an unknown device
+                continue
+            self._routes[wanted[device_id]] = (until, device, device_type)
 
     def _handle_alone(self, mid: int, topic: str, payload: bytes) -> None:
         """A message of another channel: its own task, acknowledged when it returns."""
