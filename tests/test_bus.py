@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from m2mhub.bus import Bus, BusListener, Event, ReadingsStored
 
@@ -117,3 +118,30 @@ async def test_a_stopped_listener_unsubscribes_and_drains_at_once() -> None:
     await listener.drain()
     await listener.stop()
     assert len(handled) == 1
+
+
+async def test_a_listener_with_a_backlog_lets_other_tasks_run() -> None:
+    bus = Bus()
+    handled: list[int] = []
+
+    async def busy(e: Event) -> None:  # a millisecond of work per event, without awaiting
+        until = time.perf_counter() + 0.001
+        while time.perf_counter() < until:
+            pass
+        handled.append(1)
+
+    listener = BusListener(bus, busy, name="busy")
+    await listener.start()
+    for n in range(50):
+        bus.publish(event(1, n))
+    seen: list[int] = []
+
+    async def other() -> None:
+        seen.append(len(handled))
+
+    task = asyncio.create_task(other())
+    await listener.drain()
+    await task
+    await listener.stop()
+    assert len(handled) == 50
+    assert seen[0] < 50  # it ran while the backlog was being handled, not after it

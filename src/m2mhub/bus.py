@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -228,6 +229,10 @@ class SubscriberStats:
 #: Events a :class:`BusListener` queues before it drops the oldest: two groups of MQTT
 #: messages (up to 10,000 each, one event per message) fit with room to spare.
 LISTENER_QUEUE: Final = 50_000
+#: A listener with a backlog hands the event loop back after this many seconds of handling.
+#: Taking a queued event does not wait, so without it a group's thousands of events would be
+#: handled in one go while MQTT packets, database answers and other listeners wait.
+LISTENER_SLICE_S: Final = 0.002
 
 
 class BusListener:
@@ -296,7 +301,13 @@ class BusListener:
             self._subscription = subscription
             self._subscribed.set()
             try:
+                since = time.perf_counter()  # when this listener last let the loop run
                 while True:
+                    if not subscription.lag:
+                        since = time.perf_counter()  # get() waits: the loop runs meanwhile
+                    elif time.perf_counter() - since > LISTENER_SLICE_S:
+                        await asyncio.sleep(0)
+                        since = time.perf_counter()
                     event = await subscription.get()
                     self._busy = True
                     try:

@@ -13,7 +13,10 @@ last transactions. Set ``?synchronous=full`` on the URL to survive that too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,8 @@ from m2mhub.store.base import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _READERS = 4
 
@@ -140,14 +145,42 @@ def _write_values(
         _write_rows(conn, f"INSERT INTO {table} (device_pk, ts, key_id, {column})", part, tail)
 
 
-#: Pages the writer lets the WAL grow to before it copies them into the database. Each
-#: group of readings dirties a page per device; a checkpoint writes a page once however
-#: often it changed since the last one, so a longer WAL (about 40 MB instead of SQLite's
-#: 4 MB) copies fewer pages per reading.
-_WAL_AUTOCHECKPOINT = 10_000
+#: Pages the WAL gains before the checkpointer copies them into the database. Checkpoints run
+#: on a connection and thread of their own, beside the writer: SQLite's own (in the commit that
+#: passes ``wal_autocheckpoint`` pages) held the writer up to 100 ms, and every transaction
+#: behind it. A checkpoint writes a page once however often it changed since the last one, so a
+#: longer WAL (about 40 MB instead of SQLite's 4 MB) copies fewer pages per reading.
+_CHECKPOINT_PAGES = 10_000
+#: How often the checkpointer looks at the WAL's length.
+_CHECKPOINT_POLL_S = 0.1
+#: WAL pages past which the writer copies the last ones itself, between two transactions: a
+#: checkpoint beside a busy writer never finds the WAL without new pages, and SQLite starts the
+#: WAL again from its beginning (instead of growing it) only at a transaction that does.
+_WAL_RESTART_PAGES = 20_000
 #: The writer's page cache in KiB (SQLite's default is 2 MiB): the pages that a burst of
 #: readings from thousands of devices touches stay in memory instead of being read again.
 _WRITER_CACHE_KIB = 65_536
+
+
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, int]:
+    """A passive checkpoint (it waits for nobody): the pages in the WAL, and of them copied."""
+    _, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(pages), int(copied)
+
+
+def _wal_frames(index: Path) -> int | None:
+    """The pages in the WAL, from the header of its index (the ``-shm`` file), or None.
+
+    ``mxFrame``, a 32-bit integer in the machine's byte order at byte 16
+    (https://www.sqlite.org/walformat.html, section 2.2.1). Read without SQLite's locks:
+    a hint for when to checkpoint, nothing more.
+    """
+    try:
+        with index.open("rb") as file:
+            header = file.read(20)
+    except OSError:
+        return None
+    return int.from_bytes(header[16:20], sys.byteorder) if len(header) == 20 else None
 
 
 class SqliteStore(Store):
@@ -165,6 +198,9 @@ class SqliteStore(Store):
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._lock = asyncio.Lock()
+        self._checkpoint_pool: ThreadPoolExecutor | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._writes = 0  # transactions committed, for the checkpointer
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -177,7 +213,7 @@ class SqliteStore(Store):
     def _connect_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work (_CHECKPOINT_S)
         conn.execute("PRAGMA temp_store=MEMORY")
         return conn
 
@@ -187,16 +223,55 @@ class SqliteStore(Store):
         self._reader_pool = ThreadPoolExecutor(_READERS, thread_name_prefix="sqlite-reader")
         loop = asyncio.get_running_loop()
         self._writer = await loop.run_in_executor(self._writer_pool, self._connect_writer)
+        self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
 
     async def close(self) -> None:
-        for pool in (self._writer_pool, self._reader_pool):
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
+        for pool in (self._writer_pool, self._reader_pool, self._checkpoint_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
         for conn in [self._writer, *self._readers]:
             if conn is not None:
                 conn.close()
         self._writer, self._readers = None, []
-        self._writer_pool = self._reader_pool = None
+        self._writer_pool = self._reader_pool = self._checkpoint_pool = None
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database beside the writer, every _CHECKPOINT_PAGES pages."""
+        assert self._checkpoint_pool is not None
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(self._checkpoint_pool, self._connect)
+        index = self.path.with_name(self.path.name + "-shm")
+        copied = 0  # WAL pages in the database already
+        restart_at: int | None = None  # self._writes when the writer copied the last pages
+        try:
+            while True:
+                await asyncio.sleep(_CHECKPOINT_POLL_S)
+                if restart_at == self._writes:
+                    continue  # the next transaction starts the WAL again: none beside it
+                frames = _wal_frames(index)
+                if frames is not None:
+                    if frames < copied:
+                        copied = 0  # the WAL started again
+                    if frames - copied < _CHECKPOINT_PAGES:
+                        continue
+                try:
+                    pages, copied = await loop.run_in_executor(
+                        self._checkpoint_pool, _checkpoint, conn
+                    )
+                    if pages > _WAL_RESTART_PAGES:
+                        async with self._lock:
+                            pages, copied = await self._in_writer(_checkpoint)
+                        restart_at = self._writes
+                except (sqlite3.Error, StoreError):
+                    log.exception("SQLite checkpoint failed; trying again")
+        finally:
+            await loop.run_in_executor(self._checkpoint_pool, conn.close)
 
     async def _in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None or self._writer_pool is None:
@@ -252,6 +327,7 @@ class SqliteStore(Store):
                 await self._in_writer(lambda c: c.execute("ROLLBACK"))
                 raise
             await self._in_writer(lambda c: c.execute("COMMIT"))
+            self._writes += 1
 
     async def _write_telemetry(self, batch: TelemetryBatch) -> int:
         def write(conn: sqlite3.Connection) -> int:
@@ -284,7 +360,9 @@ class SqliteStore(Store):
             return inserted
 
         async with self._lock:
-            return await self._in_writer(write)
+            inserted = await self._in_writer(write)
+            self._writes += 1
+            return inserted
 
     async def schema_version(self) -> int:
         def read(conn: sqlite3.Connection) -> int:
