@@ -413,9 +413,7 @@ class Store(abc.ABC):
                 found[row[0]] = _device(row)
         return found
 
-    async def devices_by_id(
-        self, tenant_id: int | None, ids: Sequence[str]
-    ) -> dict[str, Device]:
+    async def devices_by_id(self, tenant_id: int | None, ids: Sequence[str]) -> dict[str, Device]:
         """The devices among ``ids`` (of the tenant, if given), by id; unknown ids are left out."""
         found: dict[str, Device] = {}
         for chunk in _chunks(list(ids), 500):
