@@ -393,11 +393,9 @@ class Registry:
 
     async def device(self, device_id: str) -> Device:
         """A device by id for transports that authenticated it already (cached briefly)."""
-        cached = self._by_id.get(device_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        device = await self.store.get_device(device_id)
-        self._by_id[device_id] = (time.monotonic() + _AUTH_CACHE_S, device)
+        device = (await self.devices([device_id])).get(device_id)
+        if device is None:
+            raise NotFoundError(f"device {device_id!r} not found", field="device")
         return device
 
     async def devices(self, device_ids: Iterable[str]) -> dict[str, Device]:

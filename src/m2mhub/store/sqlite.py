@@ -213,7 +213,7 @@ class SqliteStore(Store):
     def _connect_writer(self) -> sqlite3.Connection:
         conn = self._connect()
         conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work (_CHECKPOINT_S)
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
         conn.execute("PRAGMA temp_store=MEMORY")
         return conn
 
