@@ -57,6 +57,40 @@ async def test_one_open_alarm_per_rule_and_device_across_processes(hub: Hub) -> 
     assert [a.status for a in await hub.alarms()] == ["active", "cleared"]
 
 
+async def test_raising_and_changing_give_the_alarm_as_stored(hub: Hub) -> None:
+    await hub.new_device("t1")
+    store = hub.platform.store
+    stored = await store.get_rule(hub.tenant.id, (await hub.rule(HOT))["name"])
+    device = await store.get_device("t1")
+    assert await _raise(store, hub.tenant.id, stored.id, device.pk, 1)
+    assert not await _raise(store, hub.tenant.id, stored.id, device.pk, 2)
+    raised, created = await store.raise_alarm(
+        tenant_id=hub.tenant.id,
+        rule_id=stored.id,
+        rule_name="hot",
+        device_pk=device.pk,
+        device_id="t1",
+        type="hot",
+        severity="critical",
+        message="raise 3",
+        details={"temp": 91},
+        actor="test",
+        at_ms=3,
+    )
+    assert not created and raised.count == 3 and raised.details == {"temp": 91}
+    assert raised == await store.get_alarm(raised.id)
+    cleared = await store.change_alarm(
+        raised.id, to="cleared", allowed_from=("active",), actor="op", comment=None, at_ms=4
+    )
+    assert cleared is not None and (cleared.status, cleared.cleared_by) == ("cleared", "op")
+    assert cleared == await store.get_alarm(raised.id)
+    again = await store.change_alarm(
+        raised.id, to="acknowledged", allowed_from=("active",), actor="op", comment=None, at_ms=5
+    )
+    assert again is None
+    assert [e.kind for e in await store.alarm_history(raised.id)] == ["raised", "cleared"]
+
+
 async def test_lifecycle_with_who_when_and_comments(hub: Hub) -> None:
     await hub.new_device("t1")
     await hub.rule(HOT)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from m2mhub.core.errors import ConflictError, NotFoundError
+from m2mhub.core.errors import ConflictError, NotFoundError, StoreError
 from m2mhub.core.values import Role
 from m2mhub.registry.service import DeviceStatus, Registry
 from m2mhub.store import Segment, Store
@@ -30,6 +30,39 @@ async def make_device(store: Store, tenant: Tenant, name: str = "d1", **type_kw:
     )
     [device] = await store.create_devices(tenant.id, [(name, device_type.id, name, "hash", {})])
     return device
+
+
+# -- transactions --------------------------------------------------------------------
+
+
+async def test_a_transaction_that_fails_keeps_nothing_and_the_next_one_runs(
+    store: Store, tenant: Tenant
+) -> None:
+    rename = "UPDATE tenants SET name = ? WHERE id = ?"
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.execute(rename, ("Renamed", tenant.id))
+            raise RuntimeError("after the first statement")
+    with pytest.raises(StoreError):  # the first statement itself fails: the slug is taken
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO tenants (slug, name, created_ms) VALUES (?, ?, ?)",
+                (tenant.slug, "x", 0),
+            )
+    with pytest.raises(StoreError):  # the same, as a statement of its own
+        await store._write(
+            "INSERT INTO tenants (slug, name, created_ms) VALUES (?, ?, ?)", (tenant.slug, "x", 0)
+        )
+    async with store.transaction():
+        pass  # nothing to write: nothing written, nothing left open
+    assert [(t.slug, t.name) for t in await store.list_tenants()] == [(tenant.slug, tenant.name)]
+    assert await store._write(rename, ("Renamed", tenant.id)) == 1
+    async with store.transaction() as tx:
+        assert await tx.execute(rename, ("Again", tenant.id)) == 1
+        assert await tx.fetchone("SELECT name FROM tenants WHERE id = ?", (tenant.id,)) == (
+            "Again",
+        )
+    assert [t.name for t in await store.list_tenants()] == ["Again"]
 
 
 # -- registry ------------------------------------------------------------------------

@@ -70,16 +70,16 @@ class AlarmService:
         alarm = await self.store.open_alarm(rule_id, device_pk)
         if alarm is None:
             return None
-        if not await self.store.change_alarm(
+        cleared = await self.store.change_alarm(
             alarm.id,
             to="cleared",
             allowed_from=("active", "acknowledged"),
             actor=actor,
             comment=comment,
             at_ms=now_ms(),
-        ):
+        )
+        if cleared is None:
             return None  # cleared meanwhile by someone else
-        cleared = await self.store.get_alarm(alarm.id)
         await self._announce(cleared, "cleared", actor, comment)
         return cleared
 
@@ -123,12 +123,12 @@ class AlarmService:
         changed = await self.store.change_alarm(
             alarm.id, to=to, allowed_from=allowed, actor=actor, comment=comment, at_ms=now_ms()
         )
-        if not changed:
+        if changed is None:
             current = await self.store.get_alarm(alarm.id)
             raise ConflictError(
                 f"alarm {alarm.id} is {current.status}; it cannot become {to}", field="status"
             )
-        alarm = await self.store.get_alarm(alarm.id)
+        alarm = changed
         await self._announce(alarm, to, actor, comment)
         return alarm
 

@@ -49,23 +49,59 @@ _READERS = 4
 
 
 class _SqliteTx:
+    """The statements of one write transaction, each run on the writer thread.
+
+    ``BEGIN IMMEDIATE`` goes with the first statement rather than on a trip of its own:
+    under load every trip to the writer thread waits for the event loop and for the GIL,
+    and most transactions have one or two statements.
+    """
+
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
+        self.begun = False
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.begun:
+            return await self._store._in_writer(fn)
+        self.begun = True
+        return await self._store._in_writer(partial(_begun, fn))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._store._in_writer(lambda c: c.execute(sql, params).fetchall())
+        return await self._run(lambda c: c.execute(sql, params).fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = await self._store._in_writer(lambda c: c.execute(sql, params).fetchone())
+        row: Row | None = await self._run(lambda c: c.execute(sql, params).fetchone())
         return row
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return await self._store._in_writer(lambda c: c.execute(sql, params).rowcount)
+        return await self._run(lambda c: c.execute(sql, params).rowcount)
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         rows = list(params)
         if rows:
-            await self._store._in_writer(lambda c: c.executemany(sql, rows))
+            await self._run(lambda c: c.executemany(sql, rows))
+
+
+def _begun(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    return fn(conn)
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """``fn`` between BEGIN IMMEDIATE and COMMIT, all on the writer thread: one trip."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        _roll_back(conn)
+        raise
+    return result
 
 
 #: Rows per multi-row statement, largest first: a batch is cut into as many of the largest as
@@ -320,49 +356,55 @@ class SqliteStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self._in_writer(lambda c: c.execute("BEGIN IMMEDIATE"))
+            tx = _SqliteTx(self)
             try:
-                yield _SqliteTx(self)
+                yield tx
             except BaseException:
-                await self._in_writer(lambda c: c.execute("ROLLBACK"))
+                if tx.begun:
+                    await self._in_writer(_roll_back)
                 raise
-            await self._in_writer(lambda c: c.execute("COMMIT"))
+            if tx.begun:
+                await self._in_writer(lambda c: c.execute("COMMIT"))
+                self._writes += 1
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._in_transaction(lambda c: c.execute(sql, params).rowcount)
+
+    async def _write_returning(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = await self._in_transaction(lambda c: c.execute(sql, params).fetchone())
+        return row
+
+    async def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._lock:
+            result = await self._in_writer(partial(_in_transaction, fn))
             self._writes += 1
+            return result
 
     async def _write_telemetry(self, batch: TelemetryBatch) -> int:
         def write(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                before = conn.total_changes
-                _write_values(conn, "telemetry", batch.rows, " ON CONFLICT DO NOTHING")
-                inserted = conn.total_changes - before
-                _write_values(conn, "latest", batch.latest, _UPSERT_LATEST)
-                _write_rows(
-                    conn,
-                    "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), seen.at), "
-                    "connected = NULLIF(connected, FALSE) "
-                    "FROM (SELECT column1 AS pk, column2 AS at FROM (",
-                    batch.last_seen,
-                    ")) AS seen WHERE devices.pk = seen.pk "
-                    f"AND (last_seen_ms IS NULL OR last_seen_ms <= seen.at - {LAST_SEEN_EVERY_MS} "
-                    "OR connected = FALSE)",
-                )
-                _write_rows(
-                    conn,
-                    "INSERT INTO rollup_pending (device_pk, hour)",
-                    batch.pending_hours,
-                    " ON CONFLICT DO NOTHING",
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            before = conn.total_changes
+            _write_values(conn, "telemetry", batch.rows, " ON CONFLICT DO NOTHING")
+            inserted = conn.total_changes - before
+            _write_values(conn, "latest", batch.latest, _UPSERT_LATEST)
+            _write_rows(
+                conn,
+                "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), seen.at), "
+                "connected = NULLIF(connected, FALSE) "
+                "FROM (SELECT column1 AS pk, column2 AS at FROM (",
+                batch.last_seen,
+                ")) AS seen WHERE devices.pk = seen.pk "
+                f"AND (last_seen_ms IS NULL OR last_seen_ms <= seen.at - {LAST_SEEN_EVERY_MS} "
+                "OR connected = FALSE)",
+            )
+            _write_rows(
+                conn,
+                "INSERT INTO rollup_pending (device_pk, hour)",
+                batch.pending_hours,
+                " ON CONFLICT DO NOTHING",
+            )
             return inserted
 
-        async with self._lock:
-            inserted = await self._in_writer(write)
-            self._writes += 1
-            return inserted
+        return await self._in_transaction(write)
 
     async def schema_version(self) -> int:
         def read(conn: sqlite3.Connection) -> int:
