@@ -21,7 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import cache, partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,6 +111,7 @@ def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connect
 _CHUNKS = (256, 64, 16, 4, 1)
 
 
+@cache  # a handful of (statement, size) pairs, built once instead of at every write
 def _statement(head: str, columns: int, rows: int, tail: str = "") -> str:
     one = "(" + ",".join("?" * columns) + ")"
     return f"{head} VALUES {','.join([one] * rows)}{tail}"
