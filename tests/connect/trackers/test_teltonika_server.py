@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from m2mhub.connect.trackers.teltonika import (
     decode_codec12,
     encode_codec12_response,
@@ -199,4 +201,18 @@ async def test_a_command_goes_out_in_codec_12_and_its_answer_is_the_result(
     # a method no tracker knows fails at once, naming the ones it does
     (odd,) = await commands.send([device], "reboot", {}, created_by="test")
     assert odd.status == "failed" and "engine_stop" in (odd.error or "")
+    writer.close()
+
+
+async def test_stopping_with_a_tracker_connected_logs_no_error(
+    trackers: Trackers, caplog: pytest.LogCaptureFixture
+) -> None:
+    await trackers.device(IMEI)
+    reader, writer = await handshake(trackers)
+    assert await reader.readexactly(1) == b"\x01"
+    server = trackers.server("teltonika")
+    await server.stop()
+    assert await closed(reader)
+    await asyncio.sleep(0)  # the stream server's callback for the ended connection runs
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
     writer.close()

@@ -241,6 +241,13 @@ class TrackerServer:
             await self._converse(reader, writer, connection)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # stop() ends the open connections. A connection task that ended cancelled
+            # would be logged as an error by Python 3.11's stream server (it asks the
+            # task for its exception without checking for cancellation first), so the
+            # connection ends as if the tracker had closed it. Nothing awaits this task
+            # but stop().
+            pass
         finally:
             self._open.discard(task)
             if self.downlinks and connection.device and connection.link:
