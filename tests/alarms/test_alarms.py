@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from m2mhub.core.values import Role
 from m2mhub.store import Store
+from m2mhub.store.models import Alarm
 from tests.conftest import same_database
 from tests.rules.helpers import Hub
 
@@ -19,20 +21,29 @@ HOT = {
 
 
 async def _raise(store: Store, tenant_id: int, rule_id: int, device_pk: int, n: int) -> bool:
-    _, created = await store.raise_alarm(
+    _, created = await _raise_alarm(store, tenant_id, rule_id, device_pk, n)
+    return created
+
+
+async def _raise_alarm(
+    store: Store, tenant_id: int, rule_id: int, device_pk: int, n: int, **changes: Any
+) -> tuple[Alarm, bool]:
+    fields: dict[str, Any] = {
+        "rule_name": "hot",
+        "device_id": "t1",
+        "type": "hot",
+        "severity": "major",
+        "message": f"raise {n}",
+        "details": {},
+        "actor": "test",
+    }
+    return await store.raise_alarm(
         tenant_id=tenant_id,
         rule_id=rule_id,
-        rule_name="hot",
         device_pk=device_pk,
-        device_id="t1",
-        type="hot",
-        severity="major",
-        message=f"raise {n}",
-        details={},
-        actor="test",
         at_ms=n,
+        **(fields | changes),
     )
-    return created
 
 
 async def test_one_open_alarm_per_rule_and_device_across_processes(hub: Hub) -> None:
@@ -64,18 +75,8 @@ async def test_raising_and_changing_give_the_alarm_as_stored(hub: Hub) -> None:
     device = await store.get_device("t1")
     assert await _raise(store, hub.tenant.id, stored.id, device.pk, 1)
     assert not await _raise(store, hub.tenant.id, stored.id, device.pk, 2)
-    raised, created = await store.raise_alarm(
-        tenant_id=hub.tenant.id,
-        rule_id=stored.id,
-        rule_name="hot",
-        device_pk=device.pk,
-        device_id="t1",
-        type="hot",
-        severity="critical",
-        message="raise 3",
-        details={"temp": 91},
-        actor="test",
-        at_ms=3,
+    raised, created = await _raise_alarm(
+        store, hub.tenant.id, stored.id, device.pk, 3, severity="critical", details={"temp": 91}
     )
     assert not created and raised.count == 3 and raised.details == {"temp": 91}
     assert raised == await store.get_alarm(raised.id)
