@@ -128,9 +128,8 @@ class AlarmService:
             raise ConflictError(
                 f"alarm {alarm.id} is {current.status}; it cannot become {to}", field="status"
             )
-        alarm = changed
-        await self._announce(alarm, to, actor, comment)
-        return alarm
+        await self._announce(changed, to, actor, comment)
+        return changed
 
     async def _announce(self, alarm: Alarm, change: str, actor: str, comment: str | None) -> None:
         self.bus.publish(

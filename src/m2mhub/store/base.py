@@ -1442,14 +1442,15 @@ class Store(abc.ABC):
                 ),
             )
             assert row is not None
-            created = int(row[13]) == 1  # its count
+            alarm = _alarm(row)
+            created = alarm.count == 1
             if created:
                 await tx.execute(
                     "INSERT INTO alarm_events (alarm_id, ts, kind, actor, comment) "
                     "VALUES (?, ?, 'raised', ?, ?)",
-                    (row[0], at_ms, actor, message),
+                    (alarm.id, at_ms, actor, message),
                 )
-        return _alarm(row), created
+        return alarm, created
 
     async def get_alarm(self, alarm_id: int, *, tenant_id: int | None = None) -> Alarm:
         row = await self._fetchone(f"{self._ALARM} WHERE id = ?", (alarm_id,))
