@@ -145,3 +145,23 @@ async def test_a_listener_with_a_backlog_lets_other_tasks_run() -> None:
     await listener.stop()
     assert len(handled) == 50
     assert seen[0] < 50  # it ran while the backlog was being handled, not after it
+
+
+async def test_a_listener_queues_only_the_events_it_wants() -> None:
+    bus = Bus()
+    handled: list[int] = []
+
+    async def handle(item: Event) -> None:
+        assert isinstance(item, ReadingsStored)
+        handled.append(item.readings[0][0])
+
+    listener = BusListener(bus, handle, name="even", wants=lambda e: e.device_pk % 2 == 0)
+    await listener.start()
+    for pk in range(4):
+        bus.publish(
+            ReadingsStored(tenant_id=1, device_pk=pk, device_id=f"d{pk}", readings=[(pk, {})])
+        )
+    assert bus.stats()["even"].lag == 2  # asked as published: the others were never queued
+    await listener.drain()
+    await listener.stop()
+    assert handled == [0, 2]

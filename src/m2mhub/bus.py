@@ -138,11 +138,13 @@ class Subscription:
         tenant_id: int | None,
         name: str = "subscriber",
         device_ids: frozenset[str] | None = None,
+        wants: Callable[[Event], bool] | None = None,
     ) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.tenant_id = tenant_id
         self.name = name
         self.device_ids = device_ids
+        self.wants = wants
         self.dropped = 0
 
     def offer(self, event: Event) -> None:
@@ -151,6 +153,8 @@ class Subscription:
         # Filtered here, not by the reader: a console tab watching 50 devices is then woken
         # for their events only, not for every event of the tenant.
         if self.device_ids is not None and event.device_id not in self.device_ids:
+            return
+        if self.wants is not None and not self.wants(event):
             return
         if self.queue.full():
             self.queue.get_nowait()
@@ -185,11 +189,13 @@ class Bus:
         tenant_id: int | None = None,
         name: str = "subscriber",
         device_ids: frozenset[str] | None = None,
+        wants: Callable[[Event], bool] | None = None,
     ) -> AsyncIterator[Subscription]:
         """A subscription that lasts as long as the ``async with`` block; ``name`` (rules,
         console, ...) labels its lag and drops in the metrics; with ``device_ids``, only
-        those devices' events are queued."""
-        subscription = Subscription(maxsize, tenant_id, name, device_ids)
+        those devices' events are queued, and with ``wants``, only the events it accepts
+        (called as each event is published: it must be quick and must not raise)."""
+        subscription = Subscription(maxsize, tenant_id, name, device_ids, wants)
         self._subscriptions.add(subscription)
         try:
             yield subscription
@@ -254,11 +260,13 @@ class BusListener:
         name: str,
         maxsize: int = LISTENER_QUEUE,
         lock: asyncio.Lock | None = None,
+        wants: Callable[[Event], bool] | None = None,
     ) -> None:
         self.bus = bus
         self.handle = handle
         self.name = name  # of the subscription, in the metrics and the logs
         self.maxsize = maxsize
+        self.wants = wants  # the events worth queueing (Bus.subscribe); None: all
         self.lock = lock if lock is not None else asyncio.Lock()
         self.errors = 0
         self._task: asyncio.Task[None] | None = None
@@ -297,7 +305,9 @@ class BusListener:
             await self._idle.wait()
 
     async def _listen(self) -> None:
-        async with self.bus.subscribe(maxsize=self.maxsize, name=self.name) as subscription:
+        async with self.bus.subscribe(
+            maxsize=self.maxsize, name=self.name, wants=self.wants
+        ) as subscription:
             self._subscription = subscription
             self._subscribed.set()
             try:

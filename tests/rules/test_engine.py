@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from m2mhub.bus import PresenceChanged, ReadingsStored
 from m2mhub.rules.conditions import RuleState
 from tests.conftest import drop_schema, new_store
 from tests.rules.helpers import Clock, Hub, open_hub, reopen, start_time
@@ -40,6 +41,21 @@ async def test_a_reading_over_http_raises_an_alarm(hub: Hub) -> None:
     assert trace[0]["transition"] == "raise" and trace[0]["inputs"] == {"temp": 85.0}
     assert trace[0]["actions"] == [f"alarm {alarm.id} raised"]
     assert trace[1]["result"] is False and trace[1]["transition"] is None
+
+
+async def test_events_of_devices_no_rule_watches_are_not_queued(hub: Hub) -> None:
+    await hub.new_device("t1")
+    await hub.new_device("t2")
+    await hub.rule(HOT)
+    store, bus = hub.platform.store, hub.platform.bus
+    t1, t2 = await store.get_device("t1"), await store.get_device("t2")
+    for device in (t1, t2):
+        bus.publish(ReadingsStored(hub.tenant.id, device.pk, device.id, [(hub.clock.now, {})]))
+        bus.publish(
+            PresenceChanged(hub.tenant.id, device.pk, device.id, hub.clock.now, True, "reporting")
+        )
+    assert bus.stats()["rules"].lag == 2  # the two of t1
+    await hub.platform.rules.drain()
 
 
 async def test_concurrent_readings_raise_exactly_one_alarm(hub: Hub) -> None:

@@ -172,7 +172,9 @@ class RulesEngine:
         self._version: tuple[int, int] | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
-        self._listener = BusListener(platform.bus, self.handle, name="rules", lock=self._lock)
+        self._listener = BusListener(
+            platform.bus, self.handle, name="rules", lock=self._lock, wants=self._wants
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._errors = 0  # timers and given-up saves; the listener counts its own
         self.conflicts = 0  # saves lost to another process, each followed by a reload
@@ -333,6 +335,13 @@ class RulesEngine:
         return self._states.get((rule_id, device_pk))
 
     # -- events -------------------------------------------------------------------------
+
+    def _wants(self, event: Event) -> bool:
+        """Whether an event may concern a rule, asked as it is published: the events of
+        devices no rule watches are not queued for the engine at all."""
+        if isinstance(event, ReadingsStored | PresenceChanged):
+            return event.device_pk in self._by_device
+        return False
 
     async def handle(self, event: Event) -> None:
         """Evaluate the rules an event concerns."""

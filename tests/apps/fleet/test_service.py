@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from m2mhub.apps.fleet import FleetEvent, Output, Stop, Trip, detect, storage
 from m2mhub.apps.fleet.profiles import fleet_settings
+from m2mhub.apps.fleet.service import PROFILES_TTL_S
+from m2mhub.bus import ReadingsStored
 from m2mhub.core.timeutil import now_ms
 from m2mhub.store.models import Device
 from tests.apps.fleet.conftest import PROFILE, VAN, Fleet, add_van, open_api, send
@@ -130,6 +132,25 @@ async def test_devices_without_a_fleet_profile_are_not_processed(api: Api) -> No
     await send(api, "meter-1", DAY.readings[:200])
     device = await api.platform.store.get_device("meter-1")
     assert await storage.load_state(api.platform.store, device.pk) is None
+
+
+async def test_a_device_found_not_to_be_a_vehicle_is_not_queued_until_profiles_are_read_again(
+    api: Api,
+) -> None:
+    await api.device_type("meter")
+    await api.new_device("meter-1", "meter")
+    fleet, bus = api.platform.fleet, api.platform.bus
+    await send(api, "meter-1", DAY.readings[:1])  # queued once: it is not known yet
+    device = await api.platform.store.get_device("meter-1")
+    van = await api.platform.store.get_device(VAN)
+    for pk in (device.pk, van.pk):
+        bus.publish(ReadingsStored(api.tenant.id, pk, "", [(1, {})]))
+    assert bus.stats()["fleet"].lag == 1  # the van's event only
+    await fleet.drain()
+    fleet._loaded_at -= PROFILES_TTL_S  # the profiles are due to be read again
+    bus.publish(ReadingsStored(api.tenant.id, device.pk, "", [(1, {})]))
+    assert bus.stats()["fleet"].lag == 1
+    await fleet.drain()
 
 
 async def test_readings_whose_bus_events_were_lost_are_caught_up(api: Api) -> None:

@@ -112,9 +112,12 @@ class FleetService:
         self.replays = 0  # batches with late readings, replayed from a checkpoint
         self._profiles: dict[int, FleetProfile] = {}  # by type id
         self._devices: dict[int, Device] = {}
+        self._not_vehicles: set[int] = set()  # device pks, until the profiles are read again
         self._loaded_at = -PROFILES_TTL_S
         self._lock = asyncio.Lock()
-        self._listener = BusListener(platform.bus, self.handle, name="fleet", lock=self._lock)
+        self._listener = BusListener(
+            platform.bus, self.handle, name="fleet", lock=self._lock, wants=self._wants
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -199,19 +202,33 @@ class FleetService:
         if time.monotonic() - self._loaded_at > PROFILES_TTL_S:
             self._profiles = {p.type_id: p for p in await storage.profiles(self.store)}
             self._devices = {}
+            self._not_vehicles = set()
             self._loaded_at = time.monotonic()
-        if not self._profiles:
-            return None
-        device = self._devices.get(device_pk)
-        if device is None:
-            device = (await self.store.devices_by_pk([device_pk])).get(device_pk)
+        device = profile = None
+        if self._profiles:
+            device = self._devices.get(device_pk)
             if device is None:
-                return None
-            self._devices[device_pk] = device
-        profile = self._profiles.get(device.type_id)
-        return None if profile is None else (device, profile)
+                device = (await self.store.devices_by_pk([device_pk])).get(device_pk)
+                if device is not None:
+                    self._devices[device_pk] = device
+            if device is not None:
+                profile = self._profiles.get(device.type_id)
+        if device is None or profile is None:
+            self._not_vehicles.add(device_pk)
+            return None
+        return device, profile
 
     # -- events -------------------------------------------------------------------------
+
+    def _wants(self, event: Event) -> bool:
+        """Whether to queue an event, asked as it is published: not the readings of a
+        device found not to be a vehicle, until the profiles are read again."""
+        if not isinstance(event, ReadingsStored):
+            return False
+        return (
+            event.device_pk not in self._not_vehicles
+            or time.monotonic() - self._loaded_at > PROFILES_TTL_S
+        )
 
     async def handle(self, event: Event) -> None:
         """Process the readings of a vehicle."""
