@@ -160,6 +160,9 @@ class RulesEngine:
         # The rules each device's data concerns (scoped to it, or naming it as an alias), in
         # rule order: an event costs the rules of its device, not every rule of the process.
         self._by_device: dict[int, list[Watch]] = {}
+        # _by_device for readings, split: the watches that may take the quiet path, the rest
+        self._quiet: dict[int, list[QuietWatch]] = {}
+        self._others: dict[int, list[Watch]] = {}
         self._states: dict[tuple[int, int], RuleState] = {}
         self._versions: dict[tuple[int, int], int] = {}  # of each state as saved; absent: 0
         # States whose newest ``last_ts`` is not saved yet (nothing else differs from the
@@ -277,6 +280,7 @@ class RulesEngine:
                 self._dirty.discard(key)
             self.rules = loaded
             self._by_device = by_device
+            self._quiet, self._others = _split(by_device)
             self._paused = pauses
             self._version = version
             self._loaded_at = time.monotonic()
@@ -356,7 +360,12 @@ class RulesEngine:
             readings = sorted(readings, key=_ts_of)
         device_pk, tenant_id = event.device_pk, event.tenant_id
         now = self.clock()
-        for item, device, key in self._by_device.get(device_pk, ()):
+        for item, condition, watched, key in self._quiet.get(device_pk, ()):
+            if item.tenant_id == tenant_id and not self._evaluate_quietly(
+                item, condition, watched, key, readings, now
+            ):
+                await self._evaluate_readings(item, watched, readings)
+        for item, device, key in self._others.get(device_pk, ()):
             if not item.enabled or item.tenant_id != tenant_id:
                 continue
             if device is not None:
@@ -922,6 +931,37 @@ def _index_by_device(rules: Iterable[LoadedRule]) -> dict[int, list[Watch]]:
         for pk in item.alias_pks - item.targets.keys():
             index.setdefault(pk, []).append((item, None, (rule_id, pk)))
     return index
+
+
+#: A watch whose readings the quiet path may take (:meth:`RulesEngine._evaluate_quietly`):
+#: the rule, its condition, the device, the (rule, device) key.
+QuietWatch = tuple[LoadedRule, CompiledCondition, Device, tuple[int, int]]
+
+
+def _split(
+    by_device: dict[int, list[Watch]],
+) -> tuple[dict[int, list[QuietWatch]], dict[int, list[Watch]]]:
+    """Each device's watches for its readings: those of enabled rules that evaluate its
+    readings and may take the quiet path, with nothing else to do (no computed keys, the
+    device not an alias of the rule), checked here once rather than at every reading; and
+    the others. Each list keeps the order of ``by_device``."""
+    quiet: dict[int, list[QuietWatch]] = {}
+    others: dict[int, list[Watch]] = {}
+    for pk, watches in by_device.items():
+        for item, device, key in watches:
+            condition = item.quiet
+            if (
+                device is not None
+                and condition is not None
+                and item.enabled
+                and item.reads_telemetry
+                and not item.compute
+                and pk not in item.alias_pks
+            ):
+                quiet.setdefault(pk, []).append((item, condition, device, key))
+            else:
+                others.setdefault(pk, []).append((item, device, key))
+    return quiet, others
 
 
 def _named(devices: dict[str, Device] | None, device_id: str) -> Device:
