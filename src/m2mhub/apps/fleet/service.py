@@ -204,19 +204,22 @@ class FleetService:
             self._devices = {}
             self._not_vehicles = set()
             self._loaded_at = time.monotonic()
-        device = profile = None
-        if self._profiles:
-            device = self._devices.get(device_pk)
-            if device is None:
-                device = (await self.store.devices_by_pk([device_pk])).get(device_pk)
-                if device is not None:
-                    self._devices[device_pk] = device
-            if device is not None:
-                profile = self._profiles.get(device.type_id)
-        if device is None or profile is None:
+        found = await self._vehicle(device_pk)
+        if found is None:
             self._not_vehicles.add(device_pk)
+        return found
+
+    async def _vehicle(self, device_pk: int) -> tuple[Device, FleetProfile] | None:
+        if not self._profiles:
             return None
-        return device, profile
+        device = self._devices.get(device_pk)
+        if device is None:
+            device = (await self.store.devices_by_pk([device_pk])).get(device_pk)
+            if device is None:
+                return None
+            self._devices[device_pk] = device
+        profile = self._profiles.get(device.type_id)
+        return None if profile is None else (device, profile)
 
     # -- events -------------------------------------------------------------------------
 
