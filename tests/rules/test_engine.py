@@ -58,6 +58,29 @@ async def test_events_of_devices_no_rule_watches_are_not_queued(hub: Hub) -> Non
     await hub.platform.rules.drain()
 
 
+async def test_a_disabled_rule_is_not_run_by_readings_until_enabled_again(hub: Hub) -> None:
+    await hub.new_device("t1")
+    await hub.rule(HOT)  # a threshold: the quiet path first
+    await hub.rule(
+        {
+            "name": "hot-expr",
+            "scope": {"device": "t1"},
+            "condition": {"expression": "temp > 80"},
+            "actions": [{"alarm": {"severity": "major"}}],
+        }
+    )
+    for name in ("hot", "hot-expr"):
+        disabled = await hub.client.post(f"/api/v1/rules/{name}/disable", headers=hub.admin)
+        assert disabled.status_code == 200, disabled.text
+    t = hub.clock.now
+    await hub.send("t1", t, temp=90)
+    assert await hub.alarms() == []
+    for name in ("hot", "hot-expr"):
+        await hub.client.post(f"/api/v1/rules/{name}/enable", headers=hub.admin)
+    await hub.send("t1", t + 1000, temp=91)
+    assert sorted(a.rule_name for a in await hub.alarms()) == ["hot", "hot-expr"]
+
+
 async def test_concurrent_readings_raise_exactly_one_alarm(hub: Hub) -> None:
     await hub.new_device("t1")
     await hub.rule(HOT)

@@ -366,7 +366,7 @@ class RulesEngine:
             ):
                 await self._evaluate_readings(item, watched, readings)
         for item, device, key in self._others.get(device_pk, ()):
-            if not item.enabled or item.tenant_id != tenant_id:
+            if item.tenant_id != tenant_id:
                 continue
             if device is not None:
                 if item.compute:
@@ -941,19 +941,20 @@ QuietWatch = tuple[LoadedRule, CompiledCondition, Device, tuple[int, int]]
 def _split(
     by_device: dict[int, list[Watch]],
 ) -> tuple[dict[int, list[QuietWatch]], dict[int, list[Watch]]]:
-    """Each device's watches for its readings: those of enabled rules that evaluate its
-    readings and may take the quiet path, with nothing else to do (no computed keys, the
-    device not an alias of the rule), checked here once rather than at every reading; and
-    the others. Each list keeps the order of ``by_device``."""
+    """Each device's watches of enabled rules, for its readings: those that evaluate its
+    readings and may take the quiet path with nothing else to do (no computed keys, the
+    device not an alias of the rule), and the others. Checked here once rather than at every
+    reading; each list keeps the order of ``by_device``."""
     quiet: dict[int, list[QuietWatch]] = {}
     others: dict[int, list[Watch]] = {}
     for pk, watches in by_device.items():
         for item, device, key in watches:
             condition = item.quiet
+            if not item.enabled:
+                continue
             if (
                 device is not None
                 and condition is not None
-                and item.enabled
                 and item.reads_telemetry
                 and not item.compute
                 and pk not in item.alias_pks
